@@ -1,0 +1,23 @@
+# rsvheat_mm: every target installs (idempotently) what it needs first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast lint clean
+
+install:
+	@bash scripts/install.sh
+
+## The main job on the bundled real samples (CPU is fine, ~10 min).
+demo: install
+	$(PY) tools/demo.py
+
+## The whole test suite (~15 min on 2 CPU cores).
+test: install
+	$(PY) -m pytest tests -v -ra $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m flake8 rsvheat_mm tools tests || true
+
+clean:
+	rm -rf work_dirs .pytest_cache build *.egg-info

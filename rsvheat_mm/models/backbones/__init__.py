@@ -1,0 +1,3 @@
+from .rsvheat import RSVHeat
+
+__all__ = ['RSVHeat']
