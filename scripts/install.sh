@@ -55,9 +55,9 @@ if [[ ! -x $VPY ]]; then
     step "creating virtual environment $VENV"
     "$PYTHON" -m venv "$VENV" || die "could not create a venv (on Debian: apt install python3-venv)"
 fi
-# setuptools<82: mmcv 2.0.1's setup.py needs pkg_resources, removed in setuptools 82.
+# setuptools<81: mmcv 2.0.1's setup.py needs pkg_resources, removed in setuptools 82; 81 warns on every import.
 step "bootstrapping pip/setuptools/wheel/ninja"
-"${PIP[@]}" install -q "pip>=23" "setuptools<82" wheel ninja psutil packaging
+"${PIP[@]}" install -q "pip>=23" "setuptools<81" wheel ninja psutil packaging
 
 # --- 2. torch + torchvision --------------------------------------------------
 if ! "$VPY" -c "import torch, torchvision" >/dev/null 2>&1; then
@@ -68,7 +68,7 @@ fi
 read -r TORCH_VER TORCH_CUDA CUDA_OK < <("$VPY" -c "import torch; print(torch.__version__.split('+')[0], torch.version.cuda or 'cpu', int(torch.cuda.is_available()))")
 step "torch $TORCH_VER (CUDA build: $TORCH_CUDA, GPU visible: $CUDA_OK)"
 # torch pulls the newest setuptools; put the pin back for the mmcv build.
-"${PIP[@]}" install -q "setuptools<82"
+"${PIP[@]}" install -q "setuptools<81"
 
 # --- 3. mmcv compiled with ops, cached ----------------------------------------
 mmcv_ok() { "$VPY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >/dev/null 2>&1; }

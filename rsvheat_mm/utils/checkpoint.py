@@ -57,7 +57,24 @@ def safe_globals():
                 allowed.append(obj)
     from mmengine.logging.history_buffer import HistoryBuffer
     allowed.append(HistoryBuffer)
+    # HistoryBuffer pickles its statistics methods (min/max/mean/current) as
+    # ``getattr(HistoryBuffer, 'min')``. Allowing the builtin getattr would
+    # let a file walk to any attribute (``__globals__``, ``__builtins__``);
+    # this stand-in resolves only those methods.
+    allowed.append((_history_buffer_getattr, 'builtins.getattr'))
     return allowed
+
+
+def _history_buffer_getattr(obj, name):
+    from mmengine.logging.history_buffer import HistoryBuffer
+    value = getattr(HistoryBuffer, name, None) if obj is HistoryBuffer else None
+    if (value is None or not callable(value)
+            or value not in HistoryBuffer._statistics_methods.values()
+            and name not in ('min', 'max', 'mean', 'current')):
+        raise pickle.UnpicklingError(
+            f'getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r}) '
+            'is not allowed in a checkpoint (only HistoryBuffer statistics)')
+    return value
 
 
 # Metadata types of foreign checkpoints, read as plain dicts (never built).
