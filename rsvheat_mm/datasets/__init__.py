@@ -1,0 +1,2 @@
+# Toolbox-free modules of this package are imported here (one line each).
+from .transforms import *  # noqa: F401,F403

@@ -1,0 +1,1 @@
+# Toolbox-free modules of this package are imported here (one line each).

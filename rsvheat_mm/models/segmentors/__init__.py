@@ -1,0 +1,1 @@
+# Toolbox-specific: modules here are listed in rsvheat_mm/utils/plugins.py, not imported here.
