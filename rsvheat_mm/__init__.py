@@ -6,7 +6,14 @@ heat conduction operator, necks, losses, transforms, metrics), and arranges
 for the mmpretrain/mmseg/mmdet/mmrotate-specific ones to be registered when
 that toolbox is imported -- it never imports the toolboxes itself.
 """
+import warnings
+
 from .version import __version__
+
+# mmengine 0.10.7 imports pkg_resources, which setuptools deprecates loudly on
+# every start; the pinned setuptools<81 still provides it.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated',
+                        category=UserWarning)
 
 # Supported ranges (the pinned set is in requirements/mminstall.txt).
 MMENGINE_MIN, MMENGINE_MAX = '0.8.0', '1.0.0'

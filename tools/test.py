@@ -12,6 +12,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import rsvheat_mm  # noqa: E402,F401  (before mmengine: shims, safe loading)
 
 from mmengine.config import DictAction  # noqa: E402
 

@@ -11,7 +11,10 @@ crop_size = (256, 256)
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
+    # optical data only: build only the optical stem (an unused SAR stem would
+    # need find_unused_parameters=True under DDP)
     backbone=dict(arch=dict(depths=[1, 1, 2, 1], embed_dims=32), pretrain_img_size=256,
+                  in_channels=dict(optical=3),
                   drop_path_rate=0.1),
     decode_head=dict(in_channels=[32, 64, 128, 256], channels=64, num_classes=7,
                      norm_cfg=norm_cfg),

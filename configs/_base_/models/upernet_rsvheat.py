@@ -7,7 +7,9 @@ model = dict(
         _delete_=True,
         type='RSVHeat',
         # arch defaults to 'base' (RS-vHeat-B); children may set a name or a dict
-        in_channels=dict(optical=3, sar=1),
+        # in_channels: RSVHeat's default dict(optical=3, sar=1) builds both stems;
+        # datasets of one modality set e.g. in_channels=dict(optical=3) (dicts
+        # merge, so it is deliberately not set here).
         pretrain_img_size=224,
         drop_path_rate=0.3,
         out_indices=(0, 1, 2, 3),
