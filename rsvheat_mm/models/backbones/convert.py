@@ -31,7 +31,8 @@ from rsvheat_mm.utils.checkpoint import load_checkpoint_safely
 
 __all__ = [
     'convert_official_state_dict', 'extract_backbone_state_dict',
-    'load_pretrained_rsvheat', 'adapt_stem_conv'
+    'load_pretrained_rsvheat', 'adapt_stem_conv', 'infer_official_depths',
+    'load_converted_state_dict', 'DeployCheckpointError'
 ]
 
 _STEM_MAP = {'conv1': 'conv1', 'norm1.1': 'norm1', 'conv2': 'conv2', 'norm2.1': 'norm2'}
@@ -48,15 +49,34 @@ def _is_official(keys) -> bool:
                for k in keys)
 
 
+def infer_official_depths(state: Dict[str, torch.Tensor]):
+    """Blocks per stage of an official checkpoint.
+
+    Inside ``layers.{i}`` the blocks ``0..depth-1`` hold ``op.*`` weights and
+    the downsample follows at index ``depth`` as ``.0`` (conv) / ``.1`` (LN).
+    """
+    blocks = {}
+    for key in state:
+        m = re.match(r'layers\.(\d+)\.(\d+)\.op\.', key)
+        if m:
+            i, j = int(m.group(1)), int(m.group(2))
+            blocks[i] = max(blocks.get(i, -1), j)
+    if not blocks:
+        raise ValueError('not an official vHeat/RS-vHeat state dict: no layers.{i}.{j}.op.* keys')
+    return [blocks[i] + 1 for i in range(max(blocks) + 1)]
+
+
 def convert_official_state_dict(state: Dict[str, torch.Tensor],
-                                depths) -> 'OrderedDict[str, torch.Tensor]':
+                                depths=None) -> 'OrderedDict[str, torch.Tensor]':
     """Map official vHeat/RS-vHeat keys to rsvheat_mm's :class:`RSVHeat` keys.
 
     Args:
         state (dict): Official state dict without wrapper prefix.
-        depths (Sequence[int]): Blocks per stage of the target backbone
-            (tells blocks from the downsample inside ``layers.{i}``).
+        depths (Sequence[int], optional): Blocks per stage (tells blocks from
+            the downsample inside ``layers.{i}``); inferred when None.
     """
+    if depths is None:
+        depths = infer_official_depths(state)
     out = OrderedDict()
     for key, value in state.items():
         new = None
