@@ -194,7 +194,8 @@ class HeatConduction2d(BaseModule):
         return super()._load_from_state_dict(*args, **kwargs)
 
     # -- forward ---------------------------------------------------------------
-    def forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
+    def pre_heat(self, x: Tensor, sce: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Correction learner, depth-wise conv and in-projection: ``(u, z)``."""
         if self.use_sce:
             x = self.norm1(F.relu(x + sce))
         x = self.dwconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -202,11 +203,19 @@ class HeatConduction2d(BaseModule):
         # Two half-GEMMs give contiguous u and z (one C->2C GEMM plus a slice
         # would hand the DCT a strided tensor).
         w, b = self.linear.weight, self.linear.bias
-        u = F.linear(x, w[:c], b[:c])
-        z = F.linear(x, w[c:], b[c:])
-        u = heat_conduction(u, decay, channels_last=True, impl=self.dct_impl)
-        u = self.out_norm(u) * F.silu(z)
-        return self.out_linear(u)
+        return F.linear(x, w[:c], b[:c]), F.linear(x, w[c:], b[c:])
+
+    def heat(self, u: Tensor, decay: Tensor) -> Tensor:
+        """The heat conduction itself, ``IDCT(DCT(u) * decay)``."""
+        return heat_conduction(u, decay, channels_last=True, impl=self.dct_impl)
+
+    def post_heat(self, u: Tensor, z: Tensor) -> Tensor:
+        """``Linear(LN(u) * SiLU(z))``."""
+        return self.out_linear(self.out_norm(u) * F.silu(z))
+
+    def forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
+        u, z = self.pre_heat(x, sce)
+        return self.post_heat(self.heat(u, decay), z)
 
 
 class RSVHeatMlp(BaseModule):
