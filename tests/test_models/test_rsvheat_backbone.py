@@ -225,3 +225,16 @@ def test_bad_arguments_name_the_field():
         RSVHeat(TINY, in_channels=dict(optical=0))
     with pytest.raises(ValueError, match='embed_interp'):
         RSVHeat(TINY, embed_interp='nearest')
+
+
+def test_chunked_inference_mlp_equals_full(monkeypatch):
+    from rsvheat_mm.models.backbones.rsvheat import RSVHeatBlock
+    model = build().eval()
+    x = torch.randn(1, 3, 96, 80)
+    with torch.enable_grad():  # grad mode runs the MLP in one piece
+        ref = model(x)
+    monkeypatch.setattr(RSVHeatBlock, 'mlp_chunk_tokens', 64)  # force many chunks
+    with torch.no_grad():
+        out = model(x)
+    for r, o in zip(ref, out):
+        torch.testing.assert_close(o, r.detach(), atol=1e-6, rtol=1e-5)

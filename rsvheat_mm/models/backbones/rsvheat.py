@@ -271,14 +271,31 @@ class RSVHeatBlock(BaseModule):
     def _scale(self, y, gamma):
         return y if gamma is None else y * gamma
 
+    def _mlp_branch(self, x: Tensor) -> Tensor:
+        if self.norm_position == 'post':
+            return self._scale(self.norm2(self.mlp(x)), self.gamma2)
+        return self._scale(self.mlp(self.norm2(x)), self.gamma2)
+
     def _forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor]) -> Tensor:
         if self.norm_position == 'post':
             x = x + self.drop_path(self._scale(self.norm1(self.op(x, decay, sce)), self.gamma1))
-            x = x + self.drop_path(self._scale(self.norm2(self.mlp(x)), self.gamma2))
         else:
             x = x + self.drop_path(self._scale(self.op(self.norm1(x), decay, sce), self.gamma1))
-            x = x + self.drop_path(self._scale(self.mlp(self.norm2(x)), self.gamma2))
-        return x
+        if torch.is_grad_enabled() or x.shape[1] * x.shape[2] <= self.mlp_chunk_tokens:
+            return x + self.drop_path(self._mlp_branch(x))
+        # Inference on large maps: the MLP is per pixel, so run it on bands of
+        # rows. The 4C-wide hidden activations (the largest tensors of the
+        # network) then never exist for the whole map at once.
+        out = torch.empty_like(x)
+        rows = max(1, self.mlp_chunk_tokens // x.shape[2])
+        for r in range(0, x.shape[1], rows):
+            xs = x[:, r:r + rows]
+            out[:, r:r + rows] = xs + self._mlp_branch(xs)
+        return out
+
+    # Tokens per MLP chunk in inference (16 Ki: the 4C hidden chunk of a
+    # C=128 stage is 32 MiB in fp32); smaller maps run in one piece.
+    mlp_chunk_tokens = 1 << 14
 
     def forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
         if self.with_cp and x.requires_grad:

@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""The main job: RS-vHeat end to end on the bundled real samples (CPU is fine).
+
+Every stage runs the same commands a user runs (``tools/train.py``,
+``tools/test.py`` and the analysis/inference tools) on small configs from
+``configs/demo/`` with a tiny backbone, so the whole job finishes in minutes
+on a 2-core CPU. The self-supervised pretraining stage comes first and its
+checkpoint initialises the backbone of every downstream stage.
+
+    python tools/demo.py                       # all stages
+    python tools/demo.py --stages seg det      # a subset
+    python tools/demo.py --list                # what each stage does
+
+Outputs go to ``work_dirs/demo/<stage>/``; a summary table is printed and
+written to ``work_dirs/demo/summary.md``.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# The backbone every demo stage uses (the pretraining checkpoint fits them all).
+DEMO_ARCH = "model.backbone.arch.depths=[1,1,2,1]"
+
+STAGES = [
+    dict(
+        name='pretrain',
+        title='Self-supervised pretraining (frequency masking, multi-domain '
+        'reconstruction, optical-SAR contrast) on the 8 aerial scenes',
+        config='configs/demo/rsvheat-pretrain_rsvheat-demo_1xb4-40iter_scenes-sarstandin-64px.py',
+        metrics=['loss'],
+        provides_pretrain=True),
+    dict(
+        name='cls',
+        title='Scene classification (mmpretrain ImageClassifier) on the aerial scenes',
+        config='configs/demo/rsvheat-demo_1xb4-30iter_scenes-cls-224px.py',
+        metrics=['accuracy/top1']),
+    dict(
+        name='seg',
+        title='Semantic segmentation (mmseg UperNet) on LoveDA tiles',
+        config='configs/demo/upernet_rsvheat-demo_1xb2-40iter_loveda-samples-256x256.py',
+        metrics=['mIoU', 'mFscore', 'aAcc']),
+    dict(
+        name='det',
+        title='Object detection (mmdet Faster R-CNN + FPN) on a DIOR image',
+        config='configs/demo/faster-rcnn_rsvheat-demo_1xb2-20iter_dior-samples-256x256.py',
+        metrics=['pascal_voc/mAP', 'pascal_voc/AP50']),
+    dict(
+        name='rotated',
+        title='Rotated detection (mmrotate Oriented R-CNN) on a DOTA patch',
+        config='configs/demo/oriented-rcnn-le90_rsvheat-demo_1xb2-20iter_dota-samples-128x128.py',
+        metrics=['dota/mAP']),
+    dict(
+        name='cd',
+        title='Change detection (siamese RS-vHeat + UperNet) on planted changes',
+        config='configs/demo/siam-upernet_rsvheat-demo_1xb4-100iter_planted-cd-128x128.py',
+        metrics=['F1', 'IoU', 'Precision', 'Recall']),
+]
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='rsvheat_mm main job on bundled samples')
+    parser.add_argument('--stages', nargs='+', choices=[s['name'] for s in STAGES],
+                        help='stages to run (default: all)')
+    parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
+    parser.add_argument('--no-pretrain-init', action='store_true',
+                        help='do not initialise downstream stages from the pretraining stage')
+    parser.add_argument('--list', action='store_true', help='list the stages and exit')
+    return parser.parse_args()
+
+
+def run(cmd, log_path):
+    """Run a tool, streaming its output (progress) and keeping a log."""
+    print('$ ' + ' '.join(cmd), flush=True)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            log.write(line)
+            # show the mmengine progress lines and results, not the config dump
+            if (' - mmengine - ' in line and ('Iter(' in line or 'Epoch(' in line
+                                               or 'Saving' in line or 'resumed' in line
+                                               or 'loaded' in line)) or line.startswith(
+                                                   ('saved', 'stage ', 'Error', 'Traceback')):
+                print('  ' + line.rstrip()[:220], flush=True)
+        proc.wait()
+    if proc.returncode != 0:
+        tail = open(log_path).read()[-4000:]
+        raise RuntimeError(f'command failed ({proc.returncode}): {" ".join(cmd)}\n{tail}')
+
+
+def last_metrics(work_dir, keys):
+    """Last logged value of each metric key, from mmengine's scalars.json."""
+    found = {}
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                record = json.loads(line)
+                for key in keys:
+                    for name, value in record.items():
+                        if name == key or name.endswith('/' + key) or name.endswith(key):
+                            found[key] = value
+    return found
+
+
+def latest_checkpoint(work_dir):
+    path = osp.join(work_dir, 'last_checkpoint')
+    if not osp.exists(path):
+        raise FileNotFoundError(f'no checkpoint in {work_dir}')
+    return open(path).read().strip()
+
+
+def main():
+    args = parse_args()
+    if args.list:
+        for s in STAGES:
+            print(f'{s["name"]:10s} {s["title"]}\n{"":10s} {s["config"]}')
+        return
+    names = args.stages or [s['name'] for s in STAGES]
+    os.makedirs(args.work_dir, exist_ok=True)
+    pretrained = None
+    rows = []
+    start_all = time.time()
+    for i, stage in enumerate(s for s in STAGES if s['name'] in names):
+        work_dir = osp.join(args.work_dir, stage['name'])
+        print(f'\n=== [{i + 1}/{len(names)}] {stage["name"]}: {stage["title"]} ===', flush=True)
+        start = time.time()
+        options = [DEMO_ARCH]
+        if pretrained and not stage.get('provides_pretrain') and not args.no_pretrain_init:
+            options += [f'model.backbone.init_cfg.type=Pretrained',
+                        f'model.backbone.init_cfg.checkpoint={pretrained}',
+                        'model.backbone.init_cfg.prefix=backbone.']
+        cmd = [sys.executable, 'tools/train.py', stage['config'], '--work-dir', work_dir,
+               '--cfg-options', *options]
+        run(cmd, osp.join(args.work_dir, f'{stage["name"]}.log'))
+        if stage.get('provides_pretrain'):
+            pretrained = latest_checkpoint(work_dir)
+        metrics = last_metrics(work_dir, stage['metrics'])
+        rows.append((stage['name'], stage['title'], metrics, time.time() - start))
+    lines = ['| stage | what | final metrics | time |', '|---|---|---|---|']
+    for name, title, metrics, seconds in rows:
+        shown = ', '.join(f'{k} {v:.4g}' if isinstance(v, (int, float)) else f'{k} {v}'
+                          for k, v in metrics.items()) or '-'
+        lines.append(f'| {name} | {title} | {shown} | {seconds:.0f} s |')
+    summary = '\n'.join(lines)
+    from rsvheat_mm.utils import atomic_write
+    atomic_write(summary + f'\n\nTotal: {time.time() - start_all:.0f} s\n',
+                 osp.join(args.work_dir, 'summary.md'))
+    print('\n' + summary)
+    print(f'\nTotal: {time.time() - start_all:.0f} s; outputs in {args.work_dir}')
+
+
+if __name__ == '__main__':
+    main()
