@@ -47,15 +47,18 @@ val_dataloader = dict(
                  data_prefix=dict(img_path='img_dir', seg_map_path='ann_dir'),
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU', 'mFscore'])
+# mIoU, mF1 (= mFscore) and OA (= aAcc), see RSVHeatSegMetric.
+val_evaluator = dict(type='RSVHeatSegMetric', iou_metrics=['mIoU', 'mFscore'])
 test_evaluator = val_evaluator
 
+# The full configs' optimizer: layer-wise lr decay over RS-vHeat's layers, no
+# weight decay on FVE/SCE/norms/biases/gammas.
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
-    clip_grad=dict(max_norm=5.0),
-    paramwise_cfg=dict(custom_keys=dict(fve=dict(decay_mult=0.), sce=dict(decay_mult=0.),
-                                        norm=dict(decay_mult=0.))))
+    constructor='RSVHeatLayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(layer_decay_rate=0.9),
+    clip_grad=dict(max_norm=5.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=5),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=5, end=40, eta_min=1e-5),

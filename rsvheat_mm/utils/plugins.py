@@ -20,10 +20,18 @@ import warnings
 
 # toolbox package -> rsvheat_mm modules that need it.
 TOOLBOX_PLUGINS = {
-    'mmpretrain': [],
-    'mmseg': [],
-    'mmdet': [],
-    'mmrotate': [],
+    'mmpretrain': [
+    ],
+    'mmseg': [
+        'rsvheat_mm.datasets.air_polsar_seg',
+        'rsvheat_mm.datasets.whu_opt_sar',
+        'rsvheat_mm.evaluation.seg_metric',
+        'rsvheat_mm.models.segmentors.multimodal_encoder_decoder',
+    ],
+    'mmdet': [
+    ],
+    'mmrotate': [
+    ],
 }
 
 _lock = threading.RLock()

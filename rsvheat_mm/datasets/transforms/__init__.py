@@ -1,1 +1,2 @@
 # Toolbox-free modules of this package are imported here (one line each).
+from .optical_sar import LoadOpticalSARPair, read_bands  # noqa: F401
