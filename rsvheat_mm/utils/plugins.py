@@ -21,6 +21,8 @@ import warnings
 # toolbox package -> rsvheat_mm modules that need it.
 TOOLBOX_PLUGINS = {
     'mmpretrain': [
+        'rsvheat_mm.models.selfsup.data_preprocessor',
+        'rsvheat_mm.models.selfsup.rsvheat_pretrain',
     ],
     'mmseg': [
         'rsvheat_mm.datasets.air_polsar_seg',

@@ -1,0 +1,13 @@
+"""Shared fixtures of the pretraining tests."""
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run the tiny models on one thread: on the shared 2-core test machine,
+    OpenMP workers spin-waiting for a busy core cost ~10x the compute."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
