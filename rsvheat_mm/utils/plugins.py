@@ -29,6 +29,12 @@ TOOLBOX_PLUGINS = {
         'rsvheat_mm.datasets.whu_opt_sar',
         'rsvheat_mm.evaluation.seg_metric',
         'rsvheat_mm.models.segmentors.multimodal_encoder_decoder',
+        # change detection (bi-temporal)
+        'rsvheat_mm.datasets.bitemporal_cd',
+        'rsvheat_mm.datasets.transforms.bitemporal',
+        'rsvheat_mm.models.cd_data_preprocessor',
+        'rsvheat_mm.models.segmentors.cd_siamese',
+        'rsvheat_mm.evaluation.cd_metric',
     ],
     'mmdet': [
     ],

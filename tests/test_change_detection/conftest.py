@@ -1,0 +1,13 @@
+import pytest
+import torch
+
+
+@pytest.fixture(scope='package', autouse=True)
+def single_intra_op_thread():
+    """One torch thread for these tests: on the shared 2-core machine, OpenMP
+    with 2 threads per process under a load of a few processes is up to 10x
+    slower than 1 thread (spin-waiting on a busy core); alone it is ~1.5x faster."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
