@@ -35,19 +35,27 @@ def parse_args():
 
 
 def _enable_visualization(cfg, show_dir):
-    """Turn on the toolbox's visualization hook to write images to show_dir."""
+    """Turn on the toolbox's visualization hook to write images to show_dir.
+
+    Each toolbox names the switch differently (as in its own tools/test.py).
+    """
     hooks = cfg.get('default_hooks', {})
     vis = hooks.get('visualization')
     if vis is None:
         raise KeyError('--show-dir: the config has no `default_hooks.visualization`')
-    vis.draw = True
-    if vis.get('type', '').endswith('DetVisualizationHook') or 'test_out_dir' in vis:
+    hook_type = str(vis.get('type', ''))
+    if hook_type.endswith('DetVisualizationHook'):  # mmdet, mmrotate
+        vis.draw = True
         vis.test_out_dir = show_dir
+    elif hook_type.endswith('SegVisualizationHook'):  # mmseg: the visualizer saves
+        vis.draw = True
+        vis.interval = 1  # every test image, not every 50th
+        cfg.visualizer.save_dir = show_dir
+    elif hook_type.endswith('VisualizationHook'):  # mmpretrain
+        vis.enable = True
+        vis.out_dir = show_dir
     else:
-        vis.show = False
-        vis.setdefault('interval', 1)
-        cfg.visualizer.setdefault('save_dir', show_dir)
-        vis.test_out_dir = show_dir
+        raise ValueError(f'--show-dir: unknown visualization hook {hook_type!r}')
 
 
 def main():

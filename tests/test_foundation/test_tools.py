@@ -69,9 +69,11 @@ def test_train_kill_resume(tmp_path):
     # tools/test.py on the resumed checkpoint, dumping raw predictions
     out = _run([PYTHON, 'tools/test.py', CONFIG, str(work_dir / f'iter_{saved_iter + 2}.pth'),
                 '--work-dir', str(tmp_path / 'test'), '--out', str(tmp_path / 'preds.pkl'),
-                '--cfg-options', *FAST])
+                '--show-dir', str(tmp_path / 'vis'), '--cfg-options', *FAST])
     assert re.search(r'mIoU: \d+\.\d+', out)
     assert osp.getsize(tmp_path / 'preds.pkl') > 0
+    import glob
+    assert glob.glob(str(tmp_path / 'vis' / '**' / '*.png'), recursive=True)
 
 
 def test_two_process_ddp_on_cpu(tmp_path):
