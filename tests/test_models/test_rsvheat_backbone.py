@@ -238,3 +238,23 @@ def test_chunked_inference_mlp_equals_full(monkeypatch):
         out = model(x)
     for r, o in zip(ref, out):
         torch.testing.assert_close(o, r.detach(), atol=1e-6, rtol=1e-5)
+
+
+def test_inference_mode_then_training_at_same_size():
+    """Caches filled under inference_mode must not break the next training step."""
+    from rsvheat_mm.models.layers import clear_heat_caches
+    clear_heat_caches()
+    model = build().eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        model(x)
+    model.train()
+    sum(o.mean() for o in model(x)).backward()
+    # a frozen, eval-mode stage inside a graph that needs gradients
+    model = build(frozen_stages=2).eval()
+    with torch.inference_mode():
+        model(x)
+    model.stages[2].train()
+    xg = torch.randn(1, 3, 64, 64, requires_grad=True)
+    sum(o.mean() for o in model(xg)).backward()
+    assert xg.grad is not None

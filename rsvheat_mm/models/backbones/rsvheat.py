@@ -168,7 +168,9 @@ class HeatConduction2d(BaseModule):
         key = self._decay_key(fve, size, ref.device, ref.dtype) + (interp, )
         cached = self._decay_cache.get(key)
         if cached is None:
-            with torch.no_grad():
+            # Outside inference mode: a frozen stage in eval mode may be part
+            # of a graph that saves the decay for backward.
+            with torch.inference_mode(False), torch.no_grad():
                 cached = compute()
             # One entry per resolution; entries of outdated weights are dropped.
             self._decay_cache = {

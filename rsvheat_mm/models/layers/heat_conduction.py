@@ -33,6 +33,21 @@ _FFT_CACHE = {}
 _CACHE_LIMIT = 64  # distinct (size, device, dtype) entries kept per cache
 
 
+def _cached(build):
+    """Run a cache builder outside inference mode and autograd.
+
+    Tensors created under ``torch.inference_mode()`` cannot be saved for
+    backward; a cache filled during an inference pass would then break the
+    next training step at the same size.
+    """
+
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False), torch.no_grad():
+            return build(*args, **kwargs)
+
+    return wrapper
+
+
 def _cache_put(cache, key, value):
     if len(cache) >= _CACHE_LIMIT:
         cache.pop(next(iter(cache)))  # drop the oldest entry
@@ -61,13 +76,18 @@ def dct_matrix(n: int,
     key = (n, device, dtype)
     basis = _BASIS_CACHE.get(key)
     if basis is None:
-        f = torch.arange(n, dtype=torch.float64).unsqueeze(1)
-        p = torch.arange(n, dtype=torch.float64).unsqueeze(0)
-        basis = torch.cos(math.pi * f * (p + 0.5) / n) * math.sqrt(2.0 / n)
-        basis[0] /= math.sqrt(2.0)
-        basis = basis.to(device=device, dtype=dtype)
+        basis = _build_basis(n, device, dtype)
         _cache_put(_BASIS_CACHE, key, basis)
     return basis
+
+
+@_cached
+def _build_basis(n, device, dtype):
+    f = torch.arange(n, dtype=torch.float64).unsqueeze(1)
+    p = torch.arange(n, dtype=torch.float64).unsqueeze(0)
+    basis = torch.cos(math.pi * f * (p + 0.5) / n) * math.sqrt(2.0 / n)
+    basis[0] /= math.sqrt(2.0)
+    return basis.to(device=device, dtype=dtype)
 
 
 def heat_frequencies(h: int,
@@ -83,12 +103,16 @@ def heat_frequencies(h: int,
     key = (h, w, device)
     lam = _FREQ_CACHE.get(key)
     if lam is None:
-        fh = (torch.arange(h, dtype=torch.float64) * math.pi / h)**2
-        fw = (torch.arange(w, dtype=torch.float64) * math.pi / w)**2
-        lam = (fh[:, None] + fw[None, :]).unsqueeze(-1)
-        lam = lam.to(device=device, dtype=torch.float32)
-        _cache_put(_FREQ_CACHE, key, lam)
+        lam = _cache_put(_FREQ_CACHE, key, _build_frequencies(h, w, device))
     return lam
+
+
+@_cached
+def _build_frequencies(h, w, device):
+    fh = (torch.arange(h, dtype=torch.float64) * math.pi / h)**2
+    fw = (torch.arange(w, dtype=torch.float64) * math.pi / w)**2
+    lam = (fh[:, None] + fw[None, :]).unsqueeze(-1)
+    return lam.to(device=device, dtype=torch.float32)
 
 
 def heat_decay(k: Tensor, out_dtype: Optional[torch.dtype] = None) -> Tensor:
@@ -128,6 +152,7 @@ def _apply_along(x: Tensor, mat: Tensor, axis: int) -> Tensor:
 # ---------------------------------------------------------------------------
 # FFT-based DCT-II (Makhoul), for very long axes
 # ---------------------------------------------------------------------------
+@_cached
 def _fft_constants(n, device, real_dtype):
     """Twiddles of the length-n orthonormal DCT-II via FFT (cached)."""
     key = (n, device, real_dtype)
