@@ -1,5 +1,6 @@
 # Demo / smoke-test config for change detection: a tiny siamese RS-vHeat +
-# UperNet trained from scratch on pairs with planted changes made from the
+# UperNet (the pretraining demo's backbone size, so tools/demo.py can start it
+# from that checkpoint; from scratch otherwise) trained on pairs with planted changes made from the
 # bundled real tiles (CPU-friendly, about a minute; OMP_NUM_THREADS=1 on a busy
 # machine). Make the data first:
 #   python tools/cd_make_planted_pairs.py work_dirs/planted_cd --splits train val huge
@@ -12,11 +13,13 @@
 _base_ = ['../change_detection/siam-upernet_rsvheat-b_4xb4-40k_levir-cd-256x256.py']
 crop_size = (128, 128)
 norm_cfg = dict(type='BN', requires_grad=True)
-dims = [16, 32, 64, 128]
+dims = [32, 64, 128, 256]
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch=dict(depths=[1, 1, 1, 1], embed_dims=dims[0]),
-                  pretrain_img_size=crop_size[0], drop_path_rate=0., init_cfg=None),
+    # restated without init_cfg: the LEVIR recipe loads RS-vHeat-B weights
+    backbone=dict(_delete_=True, type='RSVHeat', arch=dict(depths=[1, 1, 2, 1], embed_dims=dims[0]),
+                  in_channels=dict(optical=3), pretrain_img_size=crop_size[0],
+                  drop_path_rate=0., out_indices=(0, 1, 2, 3)),
     # |f_a - f_b| is symmetric in time and already "a change feature": the
     # quickest to learn from scratch (the LEVIR recipe uses concat).
     fusion_neck=dict(in_channels=dims, policy='abs_diff', out_channels=dims, norm_cfg=norm_cfg),

@@ -11,8 +11,7 @@ crop_size = (256, 256)
 data_preprocessor = dict(size=crop_size)
 model = dict(
     data_preprocessor=data_preprocessor,
-    # optical data only: build only the optical stem (an unused SAR stem would
-    # need find_unused_parameters=True under DDP)
+    # optical data only: build only the optical stem
     backbone=dict(arch=dict(depths=[1, 1, 2, 1], embed_dims=32), pretrain_img_size=256,
                   in_channels=dict(optical=3),
                   drop_path_rate=0.1),

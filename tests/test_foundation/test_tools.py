@@ -78,8 +78,9 @@ def test_train_kill_resume(tmp_path):
 
 def test_two_process_ddp_on_cpu(tmp_path):
     work_dir = tmp_path / 'ddp'
+    # with an extra, unused SAR stem: DDP must still see a gradient for it
     cmd = ['bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir', str(work_dir),
-           '--cfg-options', 'train_cfg.max_iters=2', *FAST]
+           '--cfg-options', 'train_cfg.max_iters=2', 'model.backbone.in_channels.sar=1', *FAST]
     out = _run(cmd, PYTHON=PYTHON, PORT=str(free_port()), OMP_NUM_THREADS=1)
     assert 'Distributed launcher: pytorch' in out
     assert 'GPU number: 2' in out  # mmengine prints the world size here

@@ -258,3 +258,18 @@ def test_inference_mode_then_training_at_same_size():
     xg = torch.randn(1, 3, 64, 64, requires_grad=True)
     sum(o.mean() for o in model(xg)).backward()
     assert xg.grad is not None
+
+
+def test_unused_stems_get_zero_gradients_for_ddp():
+    """DDP needs a gradient for every parameter: unused stems get exact zeros."""
+    model = build(in_channels=dict(optical=3, sar=1)).train()
+    x = torch.randn(2, 3, 32, 32)
+    ref = [o.detach() for o in copy.deepcopy(model).eval()(x)]
+    outs = model(x)
+    sum(o.mean() for o in outs).backward()
+    assert all(p.grad is not None and torch.all(p.grad == 0)
+               for p in model.stems.sar.parameters())
+    assert model.stems.optical.conv1.weight.grad.abs().sum() > 0
+    model.eval()
+    for r, o in zip(ref, model(x)):
+        torch.testing.assert_close(o, r)

@@ -609,6 +609,21 @@ class RSVHeat(BaseModule):
         return out
 
     # -- forward -----------------------------------------------------------------
+    def _unused_stems_anchor(self, used) -> Union[Tensor, float]:
+        """A zero that depends on every stem this batch does not use.
+
+        Distributed training (DDP without ``find_unused_parameters``) fails
+        when parameters get no gradient, e.g. the SAR stem while fine-tuning
+        on optical images only. Adding ``0 * sum(params)`` gives them an
+        exact zero gradient instead; outputs are unchanged.
+        """
+        used = {used} if isinstance(used, str) else set(used)
+        params = [p for name, stem in self.stems.items() if name not in used
+                  for p in stem.parameters() if p.requires_grad]
+        if not params:
+            return 0.
+        return torch.stack([p.sum() for p in params]).sum() * 0.
+
     def forward(self, x: Tensor, modality=None) -> Tuple[Tensor, ...]:
         """Features of the stages in ``out_indices``, each ``(B, C_i, H_i, W_i)``.
 
@@ -617,7 +632,10 @@ class RSVHeat(BaseModule):
             modality (str | Sequence[str], optional): Stem to use, for the
                 whole batch or per sample. See the class docstring.
         """
+        modality = self._resolve_modality(x, modality)
         x = self._stem(x, modality)
+        if self.training and torch.is_grad_enabled():
+            x = x + self._unused_stems_anchor(modality)
         outs = []
         for i, stage in enumerate(self.stages):
             y, x = stage(x)
