@@ -26,42 +26,62 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-# The backbone every demo stage uses (the pretraining checkpoint fits them all).
-DEMO_ARCH = "model.backbone.arch.depths=[1,1,2,1]"
 
 STAGES = [
     dict(
         name='pretrain',
         title='Self-supervised pretraining (frequency masking, multi-domain '
-        'reconstruction, optical-SAR contrast) on the 8 aerial scenes',
+        'reconstruction, optical-SAR contrast) on aerial scenes and tiles',
         config='configs/demo/rsvheat-pretrain_rsvheat-demo_1xb4-40iter_scenes-sarstandin-64px.py',
-        metrics=['loss'],
+        metrics=['loss', 'loss_spa', 'loss_fre', 'loss_con'],
         provides_pretrain=True),
     dict(
         name='cls',
         title='Scene classification (mmpretrain ImageClassifier) on the aerial scenes',
-        config='configs/demo/rsvheat-demo_1xb4-30iter_scenes-cls-224px.py',
+        config='configs/demo/rsvheat-demo_1xb4-24iter_scenes-cls-224px.py',
         metrics=['accuracy/top1']),
     dict(
         name='seg',
-        title='Semantic segmentation (mmseg UperNet) on LoveDA tiles',
+        title='Semantic segmentation (mmseg UperNet) on LoveDA tiles, then a heat-diffusion '
+        'visualisation',
         config='configs/demo/upernet_rsvheat-demo_1xb2-40iter_loveda-samples-256x256.py',
-        metrics=['mIoU', 'mFscore', 'aAcc']),
+        metrics=['mIoU', 'mF1', 'OA'],
+        post=[['tools/analysis/visualize_heat.py', 'demo/data/scenes/1.png', '--config',
+               '{config}', '--checkpoint', '{ckpt}', '--point', '350', '300', '--size', '512',
+               '--out', '{work_dir}/heat_diffusion.png']]),
     dict(
         name='det',
-        title='Object detection (mmdet Faster R-CNN + FPN) on a DIOR image',
+        title='Object detection (mmdet Faster R-CNN + FPN) on a DIOR image, then tiled '
+        'detection on the 1616x1565 DOTA scene',
         config='configs/demo/faster-rcnn_rsvheat-demo_1xb2-20iter_dior-samples-256x256.py',
-        metrics=['pascal_voc/mAP', 'pascal_voc/AP50']),
+        metrics=['pascal_voc/mAP', 'pascal_voc/AP50'],
+        post=[['tools/det_huge_image.py', '{config}', '{ckpt}', 'demo/data/dota_scene/dota_demo.jpg',
+               '--tile', '1024', '--overlap', '200', '--score-thr', '0.05', '--out-dir',
+               '{work_dir}/huge']]),
     dict(
         name='rotated',
-        title='Rotated detection (mmrotate Oriented R-CNN) on a DOTA patch',
+        title='Rotated detection (mmrotate Oriented R-CNN) on DOTA patches, then tiled '
+        'detection on the DOTA scene',
+        pre=[['tools/dataset_converters/prepare_det_demo_data.py', '--out-dir',
+              'work_dirs/demo_det_data']],
         config='configs/demo/oriented-rcnn-le90_rsvheat-demo_1xb2-20iter_dota-samples-128x128.py',
-        metrics=['dota/mAP']),
+        metrics=['dota/mAP'],
+        post=[['tools/det_huge_image.py', '{config}', '{ckpt}', 'demo/data/dota_scene/dota_demo.jpg',
+               '--tile', '768', '--overlap', '128', '--score-thr', '0.3', '--out-dir',
+               '{work_dir}/huge']]),
     dict(
         name='cd',
-        title='Change detection (siamese RS-vHeat + UperNet) on planted changes',
+        title='Change detection (siamese RS-vHeat + UperNet) on planted changes, then tiled '
+        'inference on a 1616x1565 pair',
+        pre=[['tools/cd_make_planted_pairs.py', 'work_dirs/planted_cd', '--splits', 'train',
+              'val', 'huge']],
         config='configs/demo/siam-upernet_rsvheat-demo_1xb4-100iter_planted-cd-128x128.py',
-        metrics=['F1', 'IoU', 'Precision', 'Recall']),
+        metrics=['F1', 'IoU', 'Precision', 'Recall'],
+        post=[['tools/cd_huge_pair.py', '{config}', '{ckpt}',
+               'work_dirs/planted_cd/huge/A/dota_scene_dota_demo_0.png',
+               'work_dirs/planted_cd/huge/B/dota_scene_dota_demo_0.png', '--out',
+               '{work_dir}/huge_change.png', '--tile', '512', '--overlap', '64', '--label',
+               'work_dirs/planted_cd/huge/label/dota_scene_dota_demo_0.png']]),
 ]
 
 
@@ -80,7 +100,7 @@ def run(cmd, log_path):
     """Run a tool, streaming its output (progress) and keeping a log."""
     print('$ ' + ' '.join(cmd), flush=True)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    with open(log_path, 'w') as log:
+    with open(log_path, 'a') as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         for line in proc.stdout:
@@ -133,16 +153,26 @@ def main():
         work_dir = osp.join(args.work_dir, stage['name'])
         print(f'\n=== [{i + 1}/{len(names)}] {stage["name"]}: {stage["title"]} ===', flush=True)
         start = time.time()
-        options = [DEMO_ARCH]
+        # every demo config uses the pretraining demo's backbone size
+        options = []
         if pretrained and not stage.get('provides_pretrain') and not args.no_pretrain_init:
             options += [f'model.backbone.init_cfg.type=Pretrained',
                         f'model.backbone.init_cfg.checkpoint={pretrained}',
                         'model.backbone.init_cfg.prefix=backbone.']
-        cmd = [sys.executable, 'tools/train.py', stage['config'], '--work-dir', work_dir,
-               '--cfg-options', *options]
-        run(cmd, osp.join(args.work_dir, f'{stage["name"]}.log'))
+        log = osp.join(args.work_dir, f'{stage["name"]}.log')
+        open(log, 'w').close()
+        for pre in stage.get('pre', []):
+            run([sys.executable, *pre], log)
+        cmd = [sys.executable, 'tools/train.py', stage['config'], '--work-dir', work_dir]
+        if options:
+            cmd += ['--cfg-options', *options]
+        run(cmd, log)
+        ckpt = latest_checkpoint(work_dir)
         if stage.get('provides_pretrain'):
-            pretrained = latest_checkpoint(work_dir)
+            pretrained = ckpt
+        for post in stage.get('post', []):
+            values = dict(config=stage['config'], ckpt=ckpt, work_dir=work_dir)
+            run([sys.executable, *[a.format(**values) for a in post]], log)
         metrics = last_metrics(work_dir, stage['metrics'])
         rows.append((stage['name'], stage['title'], metrics, time.time() - start))
     lines = ['| stage | what | final metrics | time |', '|---|---|---|---|']

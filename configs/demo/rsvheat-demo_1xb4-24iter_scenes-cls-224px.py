@@ -12,9 +12,12 @@ num_classes = 4
 classes = ('airport', 'baseball_diamond', 'harbor', 'tennis_court')
 data_preprocessor = dict(num_classes=num_classes)
 model = dict(
-    backbone=dict(arch=dict(depths=[1, 1, 1, 1], embed_dims=16), drop_path_rate=0.1,
-                  init_cfg=None),
-    head=dict(num_classes=num_classes, in_channels=128))
+    # the pretraining demo's backbone size (tools/demo.py starts it from that
+    # checkpoint); restated without the recipe's RS-vHeat-B init_cfg
+    backbone=dict(_delete_=True, type='RSVHeat', arch=dict(depths=[1, 1, 2, 1], embed_dims=32),
+                  in_channels=dict(optical=3), pretrain_img_size=224, drop_path_rate=0.1,
+                  out_indices=(3, )),
+    head=dict(num_classes=num_classes, in_channels=256))
 
 dataset = dict(data_root='', data_prefix='demo/data/scenes',
                ann_file='configs/demo/scenes-cls_ann.txt', classes=classes)
