@@ -156,7 +156,7 @@ def main():
         # every demo config uses the pretraining demo's backbone size
         options = []
         if pretrained and not stage.get('provides_pretrain') and not args.no_pretrain_init:
-            options += [f'model.backbone.init_cfg.type=Pretrained',
+            options += ['model.backbone.init_cfg.type=Pretrained',
                         f'model.backbone.init_cfg.checkpoint={pretrained}',
                         'model.backbone.init_cfg.prefix=backbone.']
         log = osp.join(args.work_dir, f'{stage["name"]}.log')

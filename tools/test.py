@@ -12,7 +12,9 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import rsvheat_mm  # noqa: E402,F401  (before mmengine: shims, safe loading)
+# Registers rsvheat_mm and installs its safe checkpoint loading (weights-only
+# with mmengine's allow-list), atomic writes and Python 3.10+ shims.
+import rsvheat_mm  # noqa: E402,F401
 
 from mmengine.config import DictAction  # noqa: E402
 
@@ -60,7 +62,6 @@ def _enable_visualization(cfg, show_dir):
 
 def main():
     args = parse_args()
-    import rsvheat_mm  # noqa: F401  (registration, safe loading, shims)
     from mmengine.config import Config
     from mmengine.evaluator import DumpResults
 

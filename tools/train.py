@@ -9,12 +9,13 @@ all four. Examples::
     bash tools/dist_train.sh CONFIG 8            # torchrun, NCCL or gloo on CPU
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import rsvheat_mm  # noqa: E402,F401  (before mmengine: shims, safe loading)
+# Registers rsvheat_mm and installs its safe checkpoint loading (weights-only
+# with mmengine's allow-list), atomic writes and Python 3.10+ shims.
+import rsvheat_mm  # noqa: E402,F401
 
 from mmengine.config import DictAction  # noqa: E402
 
@@ -44,9 +45,6 @@ def parse_args():
 
 def main():
     args = parse_args()
-    # Registers rsvheat_mm, installs the safe checkpoint loader (weights-only
-    # unpickling with mmengine's allow-list) and the Python 3.10+ shims.
-    import rsvheat_mm  # noqa: F401
     from mmengine.config import Config
 
     from rsvheat_mm.engine.launch import (build_runner, prepare_config,

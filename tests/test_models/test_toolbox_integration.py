@@ -8,8 +8,6 @@ step (finite loss, gradients reach the backbone) and one prediction.
 import os.path as osp
 import xml.etree.ElementTree as ET
 
-import numpy as np
-import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate

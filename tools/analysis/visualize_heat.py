@@ -21,7 +21,6 @@ Example::
 """
 import argparse
 import io
-import math
 import os.path as osp
 import sys
 

@@ -17,7 +17,6 @@ modalities missing from the checkpoint are initialised from its optical stem
 (first conv adapted to the band count), and deploy (inference-only)
 checkpoints are refused for training.
 """
-import math
 import os.path as osp
 import re
 from collections import OrderedDict
@@ -25,7 +24,7 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MMLogger, print_log
+from mmengine.logging import print_log
 
 from rsvheat_mm.utils.checkpoint import load_checkpoint_safely
 

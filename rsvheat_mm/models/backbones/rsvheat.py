@@ -5,7 +5,6 @@ takes ``(B, bands, H, W)`` images of any (also non-square) size and returns
 the stage features at strides 4/8/16/32 as ``(B, C_i, H_i, W_i)`` tensors.
 """
 import contextlib
-import copy
 import math
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -14,7 +13,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
-from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor
