@@ -1,7 +1,13 @@
 """rsvheat_mm: RS-vHeat remote-sensing foundation model as an OpenMMLab plugin."""
+import os
 import os.path as osp
+import shutil
+import sys
+import warnings
 
 from setuptools import find_packages, setup
+
+ROOT = osp.dirname(osp.abspath(__file__))
 
 
 def get_version():
@@ -20,6 +26,45 @@ def parse_requirements(fname):
                 reqs.append(line)
     return reqs
 
+
+def add_mim_extension():
+    """Put configs, tools, demo and model-index.yml into rsvheat_mm/.mim.
+
+    OpenMMLab's ``mim`` (``mim train/test/search rsvheat_mm``) and
+    :class:`rsvheat_mm.apis.RSVHeatInferencer` (model names from
+    model-index.yml) find them there in an installed package: symlinks for
+    editable installs, copies for wheels and sdists (as OpenMMLab repos do).
+    """
+    if any(cmd in sys.argv for cmd in ('develop', 'editable_wheel')):
+        mode = 'symlink'
+    elif any(cmd in sys.argv for cmd in ('sdist', 'bdist_wheel', 'install', 'build')):
+        mode = 'copy'
+    else:
+        return
+    mim_path = osp.join(ROOT, 'rsvheat_mm', '.mim')
+    os.makedirs(mim_path, exist_ok=True)
+    for name in ('tools', 'configs', 'demo', 'model-index.yml'):
+        src = osp.join(ROOT, name)
+        dst = osp.join(mim_path, name)
+        if not osp.exists(src):
+            continue
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            try:
+                os.symlink(osp.relpath(src, mim_path), dst)
+                continue
+            except OSError:
+                warnings.warn(f'cannot symlink {src}; copying it instead')
+        if osp.isdir(src):
+            shutil.copytree(src, dst)
+        else:
+            shutil.copyfile(src, dst)
+
+
+add_mim_extension()
 
 setup(
     name='rsvheat_mm',

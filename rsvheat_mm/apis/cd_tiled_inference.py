@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from rsvheat_mm.apis.scene import blend_weights
 from rsvheat_mm.utils.fileio import atomic_write
 from rsvheat_mm.utils.tiling import sliding_windows
 
@@ -134,18 +135,6 @@ class PairReader:
         for src in self.sources:
             if not isinstance(src, np.ndarray):
                 src.close()
-
-
-def _blend_weight(h: int, w: int, blend: str) -> np.ndarray:
-    if blend == 'mean':
-        return np.ones((h, w), np.float32)
-    if blend == 'gaussian':
-        # sigma = 1/4 of the window: centre weight 1, borders ~0.14, never 0
-        # (a scene border covered by a single window must keep its value).
-        gy = np.exp(-0.5 * ((np.arange(h) - (h - 1) / 2) / (h / 4)) ** 2)
-        gx = np.exp(-0.5 * ((np.arange(w) - (w - 1) / 2) / (w / 4)) ** 2)
-        return np.maximum(np.outer(gy, gx), 1e-3).astype(np.float32)
-    raise ValueError(f"blend must be 'mean' or 'gaussian', got {blend!r}")
 
 
 def _geotiff_bytes(array: np.ndarray, profile: Optional[dict]) -> bytes:
@@ -281,7 +270,7 @@ def inference_change_pair_tiled(model,
                     if prob.shape != (wy1 - wy0, x1 - x0):
                         raise RuntimeError(f'the model returned a {prob.shape} map for a '
                                            f'{(wy1 - wy0, x1 - x0)} window')
-                    weight = _blend_weight(*prob.shape, blend)
+                    weight = blend_weights(*prob.shape, blend)
                     acc[wy0 - top:wy1 - top, x0:x1] += prob * weight
                     wsum[wy0 - top:wy1 - top, x0:x1] += weight
                     if bar is not None:

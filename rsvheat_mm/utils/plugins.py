@@ -37,8 +37,13 @@ TOOLBOX_PLUGINS = {
         'rsvheat_mm.evaluation.cd_metric',
     ],
     'mmdet': [
+        # detection: DIOR (horizontal), SAR-AIRcraft-1.0
+        'rsvheat_mm.datasets.rs_det_datasets',
     ],
     'mmrotate': [
+        # rotated detection: FAIR1M-2.0, full-scene (merged patch) metric
+        'rsvheat_mm.datasets.fair1m',
+        'rsvheat_mm.evaluation.merged_dota_metric',
     ],
 }
 

@@ -12,6 +12,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
+from rsvheat_mm.apis.scene import blend_weights
 from rsvheat_mm.datasets.planted_changes import (DEFAULT_SPLITS, make_planted_change_dataset,
                                                  plant_changes)
 from tests.helpers import DEMO_DATA, ROOT
@@ -197,7 +198,7 @@ def test_tiled_blending_strip_by_strip_equals_whole_scene(trained, huge_pair, tm
     for win in windows:
         x0, y0, x1, y1 = win
         prob = _fake_predict(None, None, [reader.read(win)], [win], None, 1)[0]
-        weight = api._blend_weight(y1 - y0, x1 - x0, blend)
+        weight = blend_weights(y1 - y0, x1 - x0, blend)
         acc[y0:y1, x0:x1] += prob * weight
         wsum[y0:y1, x0:x1] += weight
     reader.close()
