@@ -90,6 +90,11 @@ def _fft_c2c_flop(self_shape, dim, *args, out_shape=None, **kwargs):
     return _fft_cost(self_shape, dim, 5.0)
 
 
+def _onednn_linear_flop(x_shape, w_shape, *args, out_shape=None, **kwargs):
+    """oneDNN linear (RSVHeat's CPU inference path): 2 * rows * in * out."""
+    return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
+
+
 #: Extra ``custom_mapping`` entries for :class:`FlopCounterMode`.
 EXTRA_FLOP_FORMULAS = {
     aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flop,
@@ -98,6 +103,8 @@ EXTRA_FLOP_FORMULAS = {
     aten._fft_c2r: _fft_c2r_flop,
     aten._fft_c2c: _fft_c2c_flop,
 }
+if hasattr(torch.ops.mkldnn, '_linear_pointwise'):
+    EXTRA_FLOP_FORMULAS[torch.ops.mkldnn._linear_pointwise] = _onednn_linear_flop
 FFT_OPS = ('aten._fft_r2c', 'aten._fft_c2r', 'aten._fft_c2c')
 
 

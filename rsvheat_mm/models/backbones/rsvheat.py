@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from rsvheat_mm.registry import MODELS
+from ..layers.fused_ops import linear
 from ..layers.heat_conduction import heat_conduction, heat_decay
 
 _INTERP_MODES = ('bilinear', 'bicubic', 'zero_pad')
@@ -159,8 +160,9 @@ class HeatConduction2d(BaseModule):
             k = F.relu(resize_embedding(k, size, interp, pad))
             return heat_decay(k)
 
-        if self.training or torch.is_grad_enabled() and any(
+        if self.training or torch.compiler.is_compiling() or torch.is_grad_enabled() and any(
                 p.requires_grad for p in self._k_sources(fve)):
+            # (torch.compile traces the computation into the graph instead)
             return compute()
         ref = self.k_pre if self.deploy else fve
         key = self._decay_key(fve, size, ref.device, ref.dtype) + (interp, )
@@ -203,7 +205,7 @@ class HeatConduction2d(BaseModule):
         # Two half-GEMMs give contiguous u and z (one C->2C GEMM plus a slice
         # would hand the DCT a strided tensor).
         w, b = self.linear.weight, self.linear.bias
-        return F.linear(x, w[:c], b[:c]), F.linear(x, w[c:], b[c:])
+        return linear(x, w[:c], b[:c]), linear(x, w[c:], b[c:])
 
     def heat(self, u: Tensor, decay: Tensor) -> Tensor:
         """The heat conduction itself, ``IDCT(DCT(u) * decay)``."""
@@ -211,7 +213,7 @@ class HeatConduction2d(BaseModule):
 
     def post_heat(self, u: Tensor, z: Tensor) -> Tensor:
         """``Linear(LN(u) * SiLU(z))``."""
-        return self.out_linear(self.out_norm(u) * F.silu(z))
+        return linear(self.out_norm(u) * F.silu(z), self.out_linear.weight, self.out_linear.bias)
 
     def forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
         u, z = self.pre_heat(x, sce)
@@ -227,7 +229,8 @@ class RSVHeatMlp(BaseModule):
         self.fc2 = nn.Linear(hidden_dims, dims)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        h = linear(x, self.fc1.weight, self.fc1.bias, activation='gelu')
+        return linear(h, self.fc2.weight, self.fc2.bias)
 
 
 class RSVHeatBlock(BaseModule):
@@ -268,21 +271,28 @@ class RSVHeatBlock(BaseModule):
             self.gamma1 = self.gamma2 = None
         self.layer_scale_init_value = layer_scale_init_value
 
-    def _scale(self, y, gamma):
-        return y if gamma is None else y * gamma
+    def _residual(self, x: Tensor, y: Tensor, gamma: Optional[Tensor],
+                  out: Optional[Tensor] = None) -> Tensor:
+        """``x + DropPath(gamma * y)``; one fused pass when DropPath is off."""
+        if isinstance(self.drop_path, nn.Identity) or not self.training:
+            if gamma is None:
+                return torch.add(x, y, out=out)
+            return torch.addcmul(x, y, gamma, out=out)
+        y = y if gamma is None else y * gamma
+        return x + self.drop_path(y)
 
     def _mlp_branch(self, x: Tensor) -> Tensor:
         if self.norm_position == 'post':
-            return self._scale(self.norm2(self.mlp(x)), self.gamma2)
-        return self._scale(self.mlp(self.norm2(x)), self.gamma2)
+            return self.norm2(self.mlp(x))
+        return self.mlp(self.norm2(x))
 
     def _forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor]) -> Tensor:
         if self.norm_position == 'post':
-            x = x + self.drop_path(self._scale(self.norm1(self.op(x, decay, sce)), self.gamma1))
+            x = self._residual(x, self.norm1(self.op(x, decay, sce)), self.gamma1)
         else:
-            x = x + self.drop_path(self._scale(self.op(self.norm1(x), decay, sce), self.gamma1))
+            x = self._residual(x, self.op(self.norm1(x), decay, sce), self.gamma1)
         if torch.is_grad_enabled() or x.shape[1] * x.shape[2] <= self.mlp_chunk_tokens:
-            return x + self.drop_path(self._mlp_branch(x))
+            return self._residual(x, self._mlp_branch(x), self.gamma2)
         # Inference on large maps: the MLP is per pixel, so run it on bands of
         # rows. The 4C-wide hidden activations (the largest tensors of the
         # network) then never exist for the whole map at once.
@@ -290,7 +300,7 @@ class RSVHeatBlock(BaseModule):
         rows = max(1, self.mlp_chunk_tokens // x.shape[2])
         for r in range(0, x.shape[1], rows):
             xs = x[:, r:r + rows]
-            out[:, r:r + rows] = xs + self._mlp_branch(xs)
+            self._residual(xs, self._mlp_branch(xs), self.gamma2, out=out[:, r:r + rows])
         return out
 
     # Tokens per MLP chunk in inference (16 Ki: the 4C hidden chunk of a
@@ -336,20 +346,45 @@ class RSVHeatStage(BaseModule):
                          drop_paths[i], with_cp, dct_impl, deploy, grid) for i in range(depth)
         ])
         self.downsample = RSVHeatDownsample(dims, 2 * dims) if downsample else None
+        self._sce_cache: Dict[tuple, Tensor] = {}
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """``x``: (B, H, W, C). Returns (stage output, downsampled or None)."""
         size = (x.shape[1], x.shape[2])
-        sce = None
-        if self.sce is not None:
-            sce_mode = 'bilinear' if self.embed_interp == 'zero_pad' else self.embed_interp
-            sce = resize_embedding(self.sce, size, sce_mode).to(x.dtype)
+        sce = self.resized_sce(size, x.dtype) if self.sce is not None else None
         fve = None if self.deploy else self.fve
         for block in self.blocks:
             decay = block.op.decay(fve, size, self.embed_interp)
             x = block(x, decay, sce)
         down = self.downsample(x) if self.downsample is not None else None
         return x, down
+
+    def resized_sce(self, size: Tuple[int, int], dtype: torch.dtype) -> Tensor:
+        """The SCE at ``size``; cached in inference like the decay."""
+        mode = 'bilinear' if self.embed_interp == 'zero_pad' else self.embed_interp
+
+        def compute():
+            return resize_embedding(self.sce, size, mode).to(dtype).contiguous()
+
+        if self.training or torch.compiler.is_compiling() or (
+                torch.is_grad_enabled() and self.sce.requires_grad):
+            return compute()
+        key = (size, dtype, self.sce.device, self.sce.data_ptr(), self.sce._version)
+        cached = self._sce_cache.get(key)
+        if cached is None:
+            with torch.inference_mode(False), torch.no_grad():
+                cached = compute()
+            self._sce_cache = {k: v for k, v in self._sce_cache.items() if k[3:] == key[3:]}
+            self._sce_cache[key] = cached
+        return cached
+
+    def train(self, mode: bool = True):
+        self._sce_cache = {}
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._sce_cache = {}
+        return super()._load_from_state_dict(*args, **kwargs)
 
     def switch_to_deploy(self):
         if self.deploy:
