@@ -69,19 +69,22 @@ MODEL_ZOO = {
     'rsvheat-tiny': ('rsvheat', 'tiny', 'RS-vHeat-T (2-2-6-2, C=96), optical stem'),
     'rsvheat-small': ('rsvheat', 'small', 'RS-vHeat-S (2-2-18-2, C=96), optical stem'),
     'rsvheat-base': ('rsvheat', 'base', 'RS-vHeat-B (2-2-18-2, C=128), optical stem'),
+    'rsvheat-base-cp': ('rsvheat', 'base', 'RS-vHeat-B with gradient checkpointing per block '
+                        '(with_cp=True; changes only training memory and time)'),
     'vit-b16': ('vit', 'b', 'mmpretrain VisionTransformer ViT-B/16, global attention via '
                 'F.scaled_dot_product_attention'),
     'swin-b': ('swin', 'base', 'mmpretrain SwinTransformer Swin-B, window 7, 4 stages out'),
     'vitsam-b': ('vitsam', 'base', 'mmpretrain ViTSAM-B/16: window-14 attention, global '
                  'attention in layers 2/5/8/11, decomposed rel-pos (RVSA-style mix)'),
 }
-DEFAULT_MODELS = list(MODEL_ZOO)
+DEFAULT_MODELS = [m for m in MODEL_ZOO if m != 'rsvheat-base-cp']
 
 # --tiny: same classes and code paths, toy widths (tests, laptops).
 TINY_ARCHS = {
     'rsvheat-tiny': dict(arch=dict(depths=[1, 1, 1, 1], embed_dims=16)),
     'rsvheat-small': dict(arch=dict(depths=[1, 1, 2, 1], embed_dims=16)),
     'rsvheat-base': dict(arch=dict(depths=[1, 1, 2, 1], embed_dims=32)),
+    'rsvheat-base-cp': dict(arch=dict(depths=[1, 1, 2, 1], embed_dims=32)),
     'vit-b16': dict(arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)),
     'swin-b': dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1]),
                    window_size=2),
@@ -242,7 +245,8 @@ def build_model(name, img_size, tiny=False):
     if family == 'rsvheat':
         from rsvheat_mm.models.backbones.rsvheat import RSVHeat
         model = RSVHeat(arch=arch, in_channels=dict(optical=3), pretrain_img_size=img_size,
-                        out_indices=(0, 1, 2, 3), drop_path_rate=0., **extra)
+                        out_indices=(0, 1, 2, 3), drop_path_rate=0.,
+                        with_cp=name.endswith('-cp'), **extra)
     elif family == 'vit':
         from mmpretrain.models import VisionTransformer
         model = VisionTransformer(arch=arch, img_size=img_size, patch_size=16,

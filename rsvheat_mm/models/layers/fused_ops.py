@@ -26,8 +26,10 @@ _ONEDNN = onednn_linear_available()
 
 
 def _use_onednn(x: Tensor, weight: Tensor) -> bool:
-    # Under torch.compile, inductor fuses (and picks GEMM kernels) itself.
-    return (_ONEDNN and not torch.compiler.is_compiling()
+    # Under torch.compile, inductor fuses (and picks GEMM kernels) itself;
+    # traced/exported graphs (ONNX) need the portable ops.
+    return (_ONEDNN and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+            and not torch.onnx.is_in_onnx_export()
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and weight.dtype == torch.float32
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
