@@ -62,16 +62,10 @@ def _enable_visualization(cfg, show_dir):
 
 def main():
     args = parse_args()
-    from mmengine.config import Config
     from mmengine.evaluator import DumpResults
 
-    from rsvheat_mm.engine.launch import (build_runner, prepare_config,
-                                          set_local_rank_env)
-    set_local_rank_env(args.local_rank)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    prepare_config(cfg, args.launcher, args.work_dir, args.config, amp=False)
+    from rsvheat_mm.engine.launch import build_runner, load_config
+    cfg = load_config(args)
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint

@@ -45,15 +45,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    from mmengine.config import Config
-
-    from rsvheat_mm.engine.launch import (build_runner, prepare_config,
-                                          set_local_rank_env)
-    set_local_rank_env(args.local_rank)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    prepare_config(cfg, args.launcher, args.work_dir, args.config, args.amp)
+    from rsvheat_mm.engine.launch import build_runner, load_config
+    cfg = load_config(args, amp=args.amp)
 
     if args.resume == 'auto':
         cfg.resume = True

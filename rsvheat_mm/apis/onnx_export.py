@@ -102,7 +102,7 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
             m.dct_impl = 'matmul'
             m.clear_cache()
         elif isinstance(m, RSVHeatBlock):
-            m.mlp_chunk_tokens = 1 << 62  # instance override of the class default
+            m.mlp_chunk_bytes = 1 << 62  # instance override of the class default
     replace_adaptive_pools(model)
     return model
 

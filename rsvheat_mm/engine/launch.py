@@ -59,6 +59,21 @@ def prepare_config(cfg: Config, launcher: str = 'none', work_dir=None,
     return cfg
 
 
+def load_config(args, amp: bool = False) -> Config:
+    """The config of a ``tools/train.py``/``test.py`` call, CLI options applied.
+
+    ``args`` needs ``config``, ``cfg_options``, ``launcher``, ``work_dir`` and
+    ``local_rank``.
+    """
+    set_local_rank_env(args.local_rank)
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file not found: {args.config}')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    return prepare_config(cfg, args.launcher, args.work_dir, args.config, amp)
+
+
 def build_runner(cfg: Config):
     """``Runner.from_cfg`` or the config's ``runner_type``."""
     from mmengine.registry import RUNNERS

@@ -133,6 +133,14 @@ class LiveBytesMode(TorchDispatchMode):
         self.live -= nbytes
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        # Storages an op receives existed already (parameters, caches, the
+        # input): an op that hands one back (``x.to(x.dtype)``, views, in-place
+        # results) must not count it as new.
+        for t in tree_leaves((args, kwargs)):
+            if isinstance(t, torch.Tensor):
+                st = t.untyped_storage()
+                if st not in self._seen:
+                    self._seen[st] = 0
         out = func(*args, **(kwargs or {}))
         for t in tree_leaves(out):
             if isinstance(t, torch.Tensor):

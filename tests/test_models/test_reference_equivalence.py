@@ -62,7 +62,7 @@ def test_inference_optimisations_equal_reference(monkeypatch):
     model = _model()
     x = torch.randn(1, 3, 96, 80)
     ref = reference_forward(model, x)
-    monkeypatch.setattr(RSVHeatBlock, 'mlp_chunk_tokens', 32)
+    monkeypatch.setattr(RSVHeatBlock, 'mlp_chunk_bytes', 4096)
     with torch.no_grad():
         _check(model(x), ref)
     for stage in model.stages:  # the FFT-based DCT path

@@ -233,7 +233,7 @@ def test_chunked_inference_mlp_equals_full(monkeypatch):
     x = torch.randn(1, 3, 96, 80)
     with torch.enable_grad():  # grad mode runs the MLP in one piece
         ref = model(x)
-    monkeypatch.setattr(RSVHeatBlock, 'mlp_chunk_tokens', 64)  # force many chunks
+    monkeypatch.setattr(RSVHeatBlock, 'mlp_chunk_bytes', 4096)  # force many chunks
     with torch.no_grad():
         out = model(x)
     for r, o in zip(ref, out):

@@ -20,9 +20,16 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from rsvheat_mm.registry import MODELS
 from ..layers.fused_ops import linear
-from ..layers.heat_conduction import heat_conduction, heat_decay
+from ..layers.heat_conduction import dct2d, heat_conduction, heat_decay, idct2d
 
 _INTERP_MODES = ('bilinear', 'bicubic', 'zero_pad')
+
+
+def _lean_inference() -> bool:
+    """Eager inference, where buffers may be reused in place (not while
+    autograd records, nor while tracing/exporting/compiling a graph)."""
+    return not (torch.is_grad_enabled() or torch.jit.is_tracing()
+                or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
 
 
 def resize_embedding(emb: Tensor, size: Tuple[int, int], mode: str = 'bilinear',
@@ -70,8 +77,12 @@ class RSVHeatStem(BaseModule):
         self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.conv1(x).permute(0, 2, 3, 1)
-        x = F.gelu(self.norm1(x))
+        # channels_last convolutions: the permutes to (B, H, W, C) are free
+        # views, and no full-resolution intermediate outlives its use (the
+        # stem's are the largest tensors of the network at stride 2).
+        x = self.conv1(x.contiguous(memory_format=torch.channels_last))
+        x = self.norm1(x.permute(0, 2, 3, 1))
+        x = torch.ops.aten.gelu_(x) if _lean_inference() else F.gelu(x)
         x = self.conv2(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return self.norm2(x)
 
@@ -196,16 +207,24 @@ class HeatConduction2d(BaseModule):
         return super()._load_from_state_dict(*args, **kwargs)
 
     # -- forward ---------------------------------------------------------------
-    def pre_heat(self, x: Tensor, sce: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        """Correction learner, depth-wise conv and in-projection: ``(u, z)``."""
+    def _mix(self, x: Tensor, sce: Optional[Tensor]) -> Tensor:
+        """Correction learner (``LN(ReLU(x + SCE))``) and depth-wise conv."""
         if self.use_sce:
-            x = self.norm1(F.relu(x + sce))
-        x = self.dwconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        c = self.dims
+            x = x + sce
+            x = self.norm1(F.relu(x, inplace=_lean_inference()))
+        return self.dwconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    def _in_proj(self, t: Tensor, half: int) -> Tensor:
         # Two half-GEMMs give contiguous u and z (one C->2C GEMM plus a slice
         # would hand the DCT a strided tensor).
-        w, b = self.linear.weight, self.linear.bias
-        return linear(x, w[:c], b[:c]), linear(x, w[c:], b[c:])
+        c = self.dims
+        sl = slice(0, c) if half == 0 else slice(c, 2 * c)
+        return linear(t, self.linear.weight[sl], self.linear.bias[sl])
+
+    def pre_heat(self, x: Tensor, sce: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Correction learner, depth-wise conv and in-projection: ``(u, z)``."""
+        t = self._mix(x, sce)
+        return self._in_proj(t, 0), self._in_proj(t, 1)
 
     def heat(self, u: Tensor, decay: Tensor) -> Tensor:
         """The heat conduction itself, ``IDCT(DCT(u) * decay)``."""
@@ -216,8 +235,31 @@ class HeatConduction2d(BaseModule):
         return linear(self.out_norm(u) * F.silu(z), self.out_linear.weight, self.out_linear.bias)
 
     def forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
+        if _lean_inference():
+            return self._forward_lean(x, decay, sce)
         u, z = self.pre_heat(x, sce)
         return self.post_heat(self.heat(u, decay), z)
+
+    def _forward_lean(self, x: Tensor, decay: Tensor, sce: Optional[Tensor]) -> Tensor:
+        """Inference: the same maths with every C x H x W buffer freed (or
+        reused in place) as early as possible -- at 1024 px each one is 32 MiB
+        in the first stage. ``u`` is never bound to a name here, so the DCT
+        frees it after its first axis."""
+        t = self._mix(x, sce)
+        z = self._in_proj(t, 1)
+        box = [self._in_proj(t, 0)]
+        del t
+        # pop(): dct2d holds the only reference to u and frees it early
+        spec = dct2d(box.pop(), channels_last=True, impl=self.dct_impl)
+        spec.mul_(decay.to(spec.dtype))
+        box.append(spec)
+        del spec
+        u = idct2d(box.pop(), channels_last=True, impl=self.dct_impl)
+        n = self.out_norm(u)
+        del u
+        n.mul_(F.silu(z, inplace=True))
+        del z
+        return linear(n, self.out_linear.weight, self.out_linear.bias)
 
 
 class RSVHeatMlp(BaseModule):
@@ -275,6 +317,8 @@ class RSVHeatBlock(BaseModule):
                   out: Optional[Tensor] = None) -> Tensor:
         """``x + DropPath(gamma * y)``; one fused pass when DropPath is off."""
         if isinstance(self.drop_path, nn.Identity) or not self.training:
+            if out is None and _lean_inference():
+                out = y  # inference: y is a temporary of this block, reuse it
             if gamma is None:
                 return torch.add(x, y, out=out)
             return torch.addcmul(x, y, gamma, out=out)
@@ -286,28 +330,39 @@ class RSVHeatBlock(BaseModule):
             return self.norm2(self.mlp(x))
         return self.mlp(self.norm2(x))
 
-    def _forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor]) -> Tensor:
+    def _forward(self, x, decay: Tensor, sce: Optional[Tensor]) -> Tensor:
+        if isinstance(x, list):
+            x = x.pop()  # see RSVHeatStage.forward
         if self.norm_position == 'post':
             x = self._residual(x, self.norm1(self.op(x, decay, sce)), self.gamma1)
         else:
             x = self._residual(x, self.op(self.norm1(x), decay, sce), self.gamma1)
-        if torch.is_grad_enabled() or x.shape[1] * x.shape[2] <= self.mlp_chunk_tokens:
+        hidden_row = x.shape[0] * x.shape[2] * self.mlp.fc1.out_features * x.element_size()
+        if not _lean_inference() or hidden_row * x.shape[1] <= self.mlp_chunk_bytes:
             return self._residual(x, self._mlp_branch(x), self.gamma2)
         # Inference on large maps: the MLP is per pixel, so run it on bands of
         # rows. The 4C-wide hidden activations (the largest tensors of the
         # network) then never exist for the whole map at once.
         out = torch.empty_like(x)
-        rows = max(1, self.mlp_chunk_tokens // x.shape[2])
+        rows = max(1, self.mlp_chunk_bytes // hidden_row)
         for r in range(0, x.shape[1], rows):
             xs = x[:, r:r + rows]
             self._residual(xs, self._mlp_branch(xs), self.gamma2, out=out[:, r:r + rows])
         return out
 
-    # Tokens per MLP chunk in inference (16 Ki: the 4C hidden chunk of a
-    # C=128 stage is 32 MiB in fp32); smaller maps run in one piece.
-    mlp_chunk_tokens = 1 << 14
+    # Largest MLP hidden activation (bytes) built at once in inference;
+    # larger maps run the MLP on bands of rows (16 MiB: e.g. 32 rows of a
+    # 256 px wide, C=128 map).
+    mlp_chunk_bytes = 16 << 20
 
-    def forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
+        """``x``: (B, H, W, C), or a one-element list holding it (the block
+        then holds the only reference and frees it after the first residual)."""
+        if isinstance(x, list):
+            if self.with_cp and x[-1].requires_grad:
+                x = x.pop()
+            else:
+                return self._forward(x, decay, sce)
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._forward, x, decay, sce, use_reentrant=False)
         return self._forward(x, decay, sce)
@@ -348,14 +403,25 @@ class RSVHeatStage(BaseModule):
         self.downsample = RSVHeatDownsample(dims, 2 * dims) if downsample else None
         self._sce_cache: Dict[tuple, Tensor] = {}
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        """``x``: (B, H, W, C). Returns (stage output, downsampled or None)."""
-        size = (x.shape[1], x.shape[2])
-        sce = self.resized_sce(size, x.dtype) if self.sce is not None else None
+    def forward(self, x) -> Tuple[Tensor, Tensor]:
+        """``x``: (B, H, W, C), or a one-element list holding it.
+
+        Returns (stage output, downsampled or None). Activations are handed
+        on in a list so that the callee holds the only reference (a module
+        call keeps its arguments alive until it returns): each block's input
+        is freed as soon as the block no longer needs it. In inference at
+        1024 px that is 32 MiB per buffer in the first stage.
+        """
+        box = x if isinstance(x, list) else [x]
+        del x
+        size = (box[-1].shape[1], box[-1].shape[2])
+        dtype = box[-1].dtype
+        sce = self.resized_sce(size, dtype) if self.sce is not None else None
         fve = None if self.deploy else self.fve
         for block in self.blocks:
             decay = block.op.decay(fve, size, self.embed_interp)
-            x = block(x, decay, sce)
+            box.append(block(box, decay, sce))
+        x = box.pop()
         down = self.downsample(x) if self.downsample is not None else None
         return x, down
 
@@ -670,11 +736,15 @@ class RSVHeat(BaseModule):
         if self.training and torch.is_grad_enabled():
             x = x + self._unused_stems_anchor(modality)
         outs = []
+        box = [x]
+        del x
         for i, stage in enumerate(self.stages):
-            y, x = stage(x)
+            y, x = stage(box)  # the stage pops its input from the list
+            box.append(x)
+            del x
             if i in self.out_indices:
-                y = getattr(self, f'norm{i}')(y)
-                outs.append(y.permute(0, 3, 1, 2).contiguous())
+                outs.append(getattr(self, f'norm{i}')(y).permute(0, 3, 1, 2).contiguous())
+            del y
         return tuple(outs)
 
     # -- training behaviour --------------------------------------------------------
