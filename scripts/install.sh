@@ -136,8 +136,10 @@ EOF
         step "reusing cached mmcv wheel $WHEEL"
     fi
     "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEEL"
-    # mmcv's own runtime dependencies (addict, yapf, opencv, ...), without a rebuild.
-    "${PIP[@]}" install -q addict "yapf" packaging Pillow pyyaml "opencv-python-headless>=4.6"
+    # mmcv's own runtime dependencies (mmengine pinned as in mminstall.txt, addict,
+    # yapf, opencv, ...), without a rebuild: 'import mmcv.ops' needs mmengine.
+    MMENGINE_PIN=$(grep -E '^mmengine==' "$ROOT/requirements/mminstall.txt" || echo mmengine)
+    "${PIP[@]}" install -q "$MMENGINE_PIN" addict "yapf" packaging Pillow pyyaml "opencv-python-headless>=4.6"
     mmcv_ok || die "mmcv $MMCV_VERSION was installed but 'import mmcv.ops' fails: $("$VPY" -c 'import mmcv.ops' 2>&1 | tail -n1)"
 fi
 

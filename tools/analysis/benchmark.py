@@ -338,6 +338,8 @@ class HCOShapes:
 
             def hook(mod, args, i=i, n=len(stage.blocks), dims=dims, impl=impl):
                 x = args[0]
+                if isinstance(x, list):  # RSVHeat hands activations on in a list
+                    x = x[-1]
                 # (B, H, W, C) channels-last; fall back to (B, C, H, W).
                 b, h, w, c = x.shape if x.shape[-1] == dims else \
                     (x.shape[0], x.shape[2], x.shape[3], x.shape[1])
@@ -476,6 +478,14 @@ def measure(model, name, hw, batch, mode, args, history, logger):
         model.zero_grad(set_to_none=True)  # gradients are allocated inside the step
         with bm.StepMemory(device) as mem:
             step(x)
+        if device.type == 'cpu':
+            # Peak of live tensor allocations (CPU analogue of CUDA's
+            # max_memory_allocated): independent of the allocator's state,
+            # which earlier (e.g. training) steps leave behind in the RSS.
+            model.zero_grad(set_to_none=True)
+            with bm.LiveBytesMode() as live:
+                step(x)
+            rec['mem_tensor_peak_bytes'] = live.peak
         model.zero_grad(set_to_none=True)
         timing = bm.time_step(lambda: step(x), device, warmup=0, iters=args.iters)
     except Exception as e:  # noqa: BLE001 - only out-of-memory is recorded
@@ -549,7 +559,8 @@ def add_ratios(results, baseline):
     base = {(tuple(r['size']), r['batch'], r['mode']): r for r in results
             if r['model'] == baseline}
     keys = dict(ratio_flops='flops_per_image', ratio_images_per_s='images_per_s',
-                ratio_mem_activation='mem_activation_bytes', ratio_mem_peak='mem_peak_bytes')
+                ratio_mem_activation='mem_activation_bytes', ratio_mem_peak='mem_peak_bytes',
+                ratio_mem_tensor_peak='mem_tensor_peak_bytes')
     for r in results:
         b = base.get((tuple(r['size']), r['batch'], r['mode']))
         for rk, k in keys.items():
@@ -601,10 +612,13 @@ def markdown_table(results, env, baseline):
         out.append(f'Ratios: model / {baseline} at the same size, batch and mode '
                    '(img/s ×: above 1 is faster; FLOPs × and mem ×: below 1 is cheaper).')
     out.append('')
+    tensor_col = any(r.get('mem_tensor_peak_bytes') is not None for r in results)
     head = ['model', 'size (HxW)', 'batch', 'params (M)', 'GFLOPs/img', 'GMACs/img',
             'DCT GFLOPs/img', 'ms/img', 'img/s', 'peak mem (MiB)', 'act. mem (MiB)']
+    if tensor_col:
+        head.append('tensor peak (MiB)')
     if baseline:
-        head += ['FLOPs ×', 'img/s ×', 'act. mem ×']
+        head += ['FLOPs ×', 'img/s ×', 'act. mem ×'] + (['tensor peak ×'] if tensor_col else [])
     head.append('attention / status')
     for mode in MODES:
         rows = [r for r in results if r['mode'] == mode]
@@ -623,9 +637,13 @@ def markdown_table(results, env, baseline):
                      _fmt(r.get('sec_per_image'), 2, 1e-3), _fmt(r.get('images_per_s'), 2),
                      _fmt(r.get('mem_peak_bytes'), 0, bm.MiB),
                      _fmt(r.get('mem_activation_bytes'), 0, bm.MiB)]
+            if tensor_col:
+                cells.append(_fmt(r.get('mem_tensor_peak_bytes'), 0, bm.MiB))
             if baseline:
                 cells += [_ratio(r.get('ratio_flops')), _ratio(r.get('ratio_images_per_s')),
                           _ratio(r.get('ratio_mem_activation'))]
+                if tensor_col:
+                    cells.append(_ratio(r.get('ratio_mem_tensor_peak')))
             note = r.get('attention', '') if r['status'] == 'ok' else \
                 f'{r["status"]}: {r.get("skip_reason", "")}'.rstrip(': ')
             cells.append(note)
@@ -924,7 +942,9 @@ def run_benchmark(args, logger):
                             f'  {rec["flops_per_image"] / 1e9:.4g} GFLOPs/img, '
                             f'{rec["sec_per_image"] * 1e3:.1f} ms/img, '
                             f'{rec["images_per_s"]:.2f} img/s, act. mem '
-                            f'{rec["mem_activation_bytes"] / bm.MiB:.0f} MiB, {rec["attention"]}')
+                            f'{rec["mem_activation_bytes"] / bm.MiB:.0f} MiB, tensor peak '
+                            f'{(rec.get("mem_tensor_peak_bytes") or 0) / bm.MiB:.0f} MiB, '
+                            f'{rec["attention"]}')
                     elif rec['status'] == 'flops-only':
                         logger.info(f'  {rec["flops_per_image"] / 1e9:.4g} GFLOPs/img')
                     write_json(stem + '.json', dict(env=env, results=results, complete=False))
