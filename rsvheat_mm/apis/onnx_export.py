@@ -8,8 +8,8 @@ exports with the standard operator set. The export
 * runs the model in deploy mode (:meth:`RSVHeat.switch_to_deploy`): the
   conductivity, and so the decay ``exp(-K * lam)``, becomes a constant of the
   graph -- no FVE/``to_k`` weights in the file;
-* forces the dense-GEMM DCT (the FFT path, used by ``dct_impl='auto'`` for
-  axes of 1024+ on CPUs, has no ONNX export) and runs the MLP in one piece
+* forces the dense-GEMM DCT (the pocketfft op, used by ``dct_impl='auto'``
+  for long axes on CPUs, has no ONNX export) and runs the MLP in one piece
   (the row-chunked inference MLP would be unrolled into the graph);
 * replaces ``nn.AdaptiveAvgPool2d`` (UperNet's pyramid pooling; ONNX only
   pools by a factor) by the same averaging written as two matrix products;

@@ -24,7 +24,8 @@ here, the CPU flash-attention kernel that ``FlopCounterMode`` does not know
 (``_scaled_dot_product_flash_attention_for_cpu``, forward and backward) and
 the FFTs (``_fft_r2c``/``_fft_c2r``/``_fft_c2c``, counted analytically as
 ``5 n log2 n`` FLOPs per complex and ``2.5 n log2 n`` per real length-``n``
-transform). Element-wise ops (norms, activations, softmax, the heat decay
+transform) and RS-vHeat's pocketfft DCT op (``rsvheat.pocketfft_dct``, a real
+FFT of the same length: ``2.5 n log2 n`` per axis). Element-wise ops (norms, activations, softmax, the heat decay
 multiply) are not counted, as in every FLOP table these models are compared
 with.
 """
@@ -90,6 +91,11 @@ def _fft_c2c_flop(self_shape, dim, *args, out_shape=None, **kwargs):
     return _fft_cost(self_shape, dim, 5.0)
 
 
+def _pocketfft_dct_flop(x_shape, dims, inverse, *args, out_shape=None, **kwargs):
+    """RS-vHeat's pocketfft DCT: a real FFT of the same length per axis."""
+    return _fft_cost(x_shape, dims, 2.5)
+
+
 def _onednn_linear_flop(x_shape, w_shape, *args, out_shape=None, **kwargs):
     """oneDNN linear (RSVHeat's CPU inference path): 2 * rows * in * out."""
     return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
@@ -105,7 +111,9 @@ EXTRA_FLOP_FORMULAS = {
 }
 if hasattr(torch.ops.mkldnn, '_linear_pointwise'):
     EXTRA_FLOP_FORMULAS[torch.ops.mkldnn._linear_pointwise] = _onednn_linear_flop
-FFT_OPS = ('aten._fft_r2c', 'aten._fft_c2r', 'aten._fft_c2c')
+EXTRA_FLOP_FORMULAS[torch.ops.rsvheat.pocketfft_dct] = _pocketfft_dct_flop
+#: Ops of fast (O(n log n)) transforms, the non-GEMM share of the DCT FLOPs.
+FFT_OPS = ('aten._fft_r2c', 'aten._fft_c2r', 'aten._fft_c2c', 'rsvheat.pocketfft_dct')
 
 
 # ---------------------------------------------------------------------------

@@ -126,10 +126,12 @@ def test_profile_dct(tool, tmp_path):
     out = _run(tool, tmp_path, '--profile-dct', '--dct-lengths', '16', '8', '--dct-channels',
                '4')
     assert [r['length'] for r in out['rows']] == [8, 16]
-    assert all(r['matmul_ms'] > 0 and r['fft_ms'] > 0 for r in out['rows'])
+    assert all(r[f'{i}_ms'] > 0 for r in out['rows'] for i in ('matmul', 'fft', 'scipy'))
+    assert set(out['suggested_min_length']) == {'fft', 'scipy'}
     saved = json.loads((tmp_path / 'dct_profile.json').read_text())
     assert saved['rows'] == out['rows']
-    assert 'FFT_MIN_LENGTH' in (tmp_path / 'dct_profile.md').read_text()
+    md = (tmp_path / 'dct_profile.md').read_text()
+    assert 'POCKETFFT_MIN_LENGTH' in md and 'FFT_MIN_LENGTH' in md and 'pocketfft (ms)' in md
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -166,6 +168,13 @@ def test_flops_of_the_dct_gemms_and_ffts():
     n_pts = b * h * w * c
     expected = sum((2.5 + 5.0) * n_pts * math.log2(n) for n in (h, w))
     assert fft == pytest.approx(expected, abs=4)  # each op's count is rounded
+
+    # pocketfft: one real-to-real transform per axis and line, each direction.
+    cost = bm.count_step_cost(
+        lambda: hc.heat_conduction(torch.empty(b, h, w, c), decay, True, 'scipy'))
+    assert set(cost['flops_by_op']) == {'rsvheat.pocketfft_dct'}
+    expected = sum(2 * 2.5 * n_pts * math.log2(n) for n in (h, w))
+    assert cost['flops'] == pytest.approx(expected, abs=4)
 
 
 def test_sdpa_on_cpu_is_counted():

@@ -1,4 +1,5 @@
 """The Heat Conduction Operator against the mathematics it claims."""
+import importlib
 import math
 
 import numpy as np
@@ -25,7 +26,7 @@ def test_basis_is_cached_and_shared():
     assert dct_matrix(12, dtype=torch.float64) is not a
 
 
-@pytest.mark.parametrize('impl', ['matmul', 'fft'])
+@pytest.mark.parametrize('impl', ['matmul', 'fft', 'scipy'])
 @pytest.mark.parametrize('shape', [(9, 9), (12, 20), (17, 6)])
 def test_dct2d_equals_scipy_dctn_and_inverts(impl, shape):
     torch.manual_seed(0)
@@ -39,6 +40,46 @@ def test_dct2d_equals_scipy_dctn_and_inverts(impl, shape):
     xc = x.permute(0, 3, 1, 2).contiguous()
     yc = dct2d(xc, channels_last=False, impl=impl)
     np.testing.assert_allclose(yc.permute(0, 2, 3, 1).numpy(), ref, atol=1e-10)
+
+
+def test_auto_mixes_pocketfft_and_gemm_axes(monkeypatch):
+    """'auto' takes pocketfft for long CPU axes and GEMMs for short ones, in
+    one transform; half precision, other devices and graphs keep GEMMs."""
+    # the module (the package exports a function of the same name)
+    hc = importlib.import_module('rsvheat_mm.models.layers.heat_conduction')
+    monkeypatch.setitem(hc.POCKETFFT_MIN_LENGTH, 'cpu', 10)
+    x = torch.randn(2, 12, 7, 5, dtype=torch.float64)
+    assert [hc.axis_impl(n, x, 'auto') for n in (12, 7)] == ['scipy', 'matmul']
+    assert hc.axis_impl(12, x.to(torch.bfloat16), 'auto') == 'matmul'
+    assert hc.axis_impl(12, torch.empty(1, device='meta'), 'auto') == 'matmul'
+    ref = scipy.fft.dctn(x.numpy(), axes=(1, 2), norm='ortho')
+    y = dct2d(x, True, 'auto')
+    np.testing.assert_allclose(y.numpy(), ref, atol=1e-10)
+    torch.testing.assert_close(idct2d(y, True, 'auto'), x, atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match='impl'):
+        dct2d(x, True, 'dft')
+
+
+def test_pocketfft_gradients_equal_gemm_gradients():
+    from rsvheat_mm.models.layers import pocketfft_dct
+    x = torch.randn(2, 6, 5, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: pocketfft_dct(t, [1, 2], False), (x, ))
+    assert torch.autograd.gradcheck(lambda t: pocketfft_dct(t, [1], True), (x, ))
+    decay = torch.rand(6, 5, 3, dtype=torch.float64, requires_grad=True)
+    grads = {}
+    for impl in ('matmul', 'scipy'):
+        out = heat_conduction(x, decay, True, impl)
+        grads[impl] = torch.autograd.grad(out.sin().sum(), (x, decay))
+    for a, b in zip(grads['matmul'], grads['scipy']):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_pocketfft_op_on_fake_tensors():
+    """Shape propagation (FLOP counting, memory estimates) through the op."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode():
+        y = dct2d(torch.empty(1, 40, 30, 8), True, 'scipy')
+    assert y.shape == (1, 40, 30, 8)
 
 
 def test_zero_conductivity_is_identity():

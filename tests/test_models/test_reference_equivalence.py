@@ -65,8 +65,9 @@ def test_inference_optimisations_equal_reference(monkeypatch):
     monkeypatch.setattr(RSVHeatBlock, 'mlp_chunk_bytes', 4096)
     with torch.no_grad():
         _check(model(x), ref)
-    for stage in model.stages:  # the FFT-based DCT path
-        for blk in stage.blocks:
-            blk.op.dct_impl = 'fft'
-    with torch.no_grad():
-        _check(model(x), ref)
+    for impl in ('fft', 'scipy'):  # the torch.fft and pocketfft DCT paths
+        for stage in model.stages:
+            for blk in stage.blocks:
+                blk.op.dct_impl = impl
+        with torch.no_grad():
+            _check(model(x), ref)

@@ -133,15 +133,17 @@ def test_deploy_equals_train_mode(interp, size):
         torch.testing.assert_close(o, r, atol=1e-5, rtol=0)
 
 
-def test_with_cp_same_outputs_and_grads():
-    model = build(drop_path_rate=0.0)
-    model_cp = copy.deepcopy(model)
-    for stage in model_cp.stages:
-        for blk in stage.blocks:
-            blk.with_cp = True
+@pytest.mark.parametrize('with_cp', [True, 'selective'])
+def test_with_cp_same_outputs_and_grads(with_cp):
+    # drop path on: the recomputation must replay the same random masks
+    model = build(drop_path_rate=0.3)
+    model_cp = build(drop_path_rate=0.3, with_cp=with_cp)
+    model_cp.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 48, 48, requires_grad=True)
     x_cp = x.detach().clone().requires_grad_(True)
+    torch.manual_seed(1)
     loss = sum(o.square().mean() for o in model(x))
+    torch.manual_seed(1)
     loss_cp = sum(o.square().mean() for o in model_cp(x_cp))
     loss.backward()
     loss_cp.backward()
@@ -149,6 +151,24 @@ def test_with_cp_same_outputs_and_grads():
     torch.testing.assert_close(x_cp.grad, x.grad, atol=1e-6, rtol=1e-5)
     for (n, p), (_, q) in zip(model.named_parameters(), model_cp.named_parameters()):
         torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-4, msg=n)
+
+
+def test_checkpointing_modes_trade_memory():
+    """Live tensor bytes a training step keeps for backward: full < selective
+    < none; the step's peak is lower with selective checkpointing too."""
+    from rsvheat_mm.utils.benchmark import LiveBytesMode
+
+    kept, peak = {}, {}
+    for mode in (False, 'selective', True):
+        model = build(with_cp=mode, arch=dict(depths=[2, 2, 2, 1], embed_dims=16)).train()
+        x = torch.randn(1, 3, 256, 256)
+        with LiveBytesMode() as live:
+            outs = model(x)
+            kept[mode] = live.live
+            sum(o.mean() for o in outs).backward()
+        peak[mode] = live.peak
+    assert kept[True] < kept['selective'] < 0.7 * kept[False], kept
+    assert peak['selective'] < 0.8 * peak[False], peak
 
 
 def test_eval_decay_cache_reused_and_invalidated():
@@ -225,6 +245,10 @@ def test_bad_arguments_name_the_field():
         RSVHeat(TINY, in_channels=dict(optical=0))
     with pytest.raises(ValueError, match='embed_interp'):
         RSVHeat(TINY, embed_interp='nearest')
+    with pytest.raises(ValueError, match='dct_impl'):
+        RSVHeat(TINY, dct_impl='dft')
+    with pytest.raises(ValueError, match='with_cp'):
+        RSVHeat(TINY, with_cp='some')
 
 
 def test_chunked_inference_mlp_equals_full(monkeypatch):

@@ -26,7 +26,8 @@ measurement) and ``<name>.png`` (each figure against resolution).
 ``--scaling`` runs single images from 512 to 4096 px and fits the growth
 exponent in pixel count N above ``--fit-min-side`` px; ``--mem-budget``
 skips a model at sizes predicted not to fit. ``--profile-dct`` times the
-GEMM against the FFT DCT to choose ``FFT_MIN_LENGTH``.
+GEMM against the fast DCTs (pocketfft, torch.fft) to choose
+``POCKETFFT_MIN_LENGTH`` / ``FFT_MIN_LENGTH``.
 
 Examples::
 
@@ -71,13 +72,16 @@ MODEL_ZOO = {
     'rsvheat-base': ('rsvheat', 'base', 'RS-vHeat-B (2-2-18-2, C=128), optical stem'),
     'rsvheat-base-cp': ('rsvheat', 'base', 'RS-vHeat-B with gradient checkpointing per block '
                         '(with_cp=True; changes only training memory and time)'),
+    'rsvheat-base-sac': ('rsvheat', 'base', 'RS-vHeat-B with selective activation checkpointing '
+                         "(with_cp='selective': GEMM/conv outputs kept, the rest recomputed; "
+                         'changes only training memory and time)'),
     'vit-b16': ('vit', 'b', 'mmpretrain VisionTransformer ViT-B/16, global attention via '
                 'F.scaled_dot_product_attention'),
     'swin-b': ('swin', 'base', 'mmpretrain SwinTransformer Swin-B, window 7, 4 stages out'),
     'vitsam-b': ('vitsam', 'base', 'mmpretrain ViTSAM-B/16: window-14 attention, global '
                  'attention in layers 2/5/8/11, decomposed rel-pos (RVSA-style mix)'),
 }
-DEFAULT_MODELS = [m for m in MODEL_ZOO if m != 'rsvheat-base-cp']
+DEFAULT_MODELS = [m for m in MODEL_ZOO if m not in ('rsvheat-base-cp', 'rsvheat-base-sac')]
 
 # --tiny: same classes and code paths, toy widths (tests, laptops).
 TINY_ARCHS = {
@@ -85,6 +89,7 @@ TINY_ARCHS = {
     'rsvheat-small': dict(arch=dict(depths=[1, 1, 2, 1], embed_dims=16)),
     'rsvheat-base': dict(arch=dict(depths=[1, 1, 2, 1], embed_dims=32)),
     'rsvheat-base-cp': dict(arch=dict(depths=[1, 1, 2, 1], embed_dims=32)),
+    'rsvheat-base-sac': dict(arch=dict(depths=[1, 1, 2, 1], embed_dims=32)),
     'vit-b16': dict(arch=dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)),
     'swin-b': dict(arch=dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1]),
                    window_size=2),
@@ -165,7 +170,8 @@ def parse_args(argv=None):
     p.add_argument('--time-budget', type=float, default=None, metavar='S',
                    help='skip a (model, size, mode) whose predicted step time exceeds this')
     p.add_argument('--profile-dct', action='store_true',
-                   help='only time the GEMM vs the FFT DCT per axis length (FFT_MIN_LENGTH)')
+                   help='only time the GEMM vs the fast (pocketfft, torch.fft) DCTs per axis '
+                   'length (POCKETFFT_MIN_LENGTH, FFT_MIN_LENGTH)')
     p.add_argument('--dct-lengths', nargs='+', type=int,
                    default=[64, 128, 256, 512, 768, 1024], help='--profile-dct axis lengths')
     p.add_argument('--dct-channels', type=int, default=128, help='--profile-dct channels')
@@ -246,7 +252,8 @@ def build_model(name, img_size, tiny=False):
         from rsvheat_mm.models.backbones.rsvheat import RSVHeat
         model = RSVHeat(arch=arch, in_channels=dict(optical=3), pretrain_img_size=img_size,
                         out_indices=(0, 1, 2, 3), drop_path_rate=0.,
-                        with_cp=name.endswith('-cp'), **extra)
+                        with_cp={'cp': True, 'sac': 'selective'}.get(name.rsplit('-', 1)[-1], False),
+                        **extra)
     elif family == 'vit':
         from mmpretrain.models import VisionTransformer
         model = VisionTransformer(arch=arch, img_size=img_size, patch_size=16,
@@ -322,8 +329,8 @@ class HCOShapes:
     Used for the analytic share of the DCT GEMMs in the FLOP count: per heat
     conduction on a (B, H, W, C) map, forward + inverse DCT cost
     ``2 * 2*B*H*W*C*(H + W)`` FLOPs on the axes using GEMMs (``4 N^1.5 C``
-    MACs for square maps). Axes on the FFT path are counted by the FLOP
-    counter's FFT formula instead.
+    MACs for square maps). Axes on a fast-transform path (pocketfft or
+    torch.fft) are counted by the FLOP counter's FFT formulas instead.
     """
 
     def __init__(self, model):
@@ -337,27 +344,24 @@ class HCOShapes:
             impl = getattr(stage.blocks[0].op, 'dct_impl', 'auto') if len(stage.blocks) else None
 
             def hook(mod, args, i=i, n=len(stage.blocks), dims=dims, impl=impl):
+                from rsvheat_mm.models.layers import axis_impl
                 x = args[0]
                 if isinstance(x, list):  # RSVHeat hands activations on in a list
                     x = x[-1]
                 # (B, H, W, C) channels-last; fall back to (B, C, H, W).
                 b, h, w, c = x.shape if x.shape[-1] == dims else \
                     (x.shape[0], x.shape[2], x.shape[3], x.shape[1])
-                self.calls[i] = (b, h, w, c, n, impl, x.device)
+                # The per-axis choice the blocks make on this very tensor.
+                gemm_axes = [a for a in (h, w) if axis_impl(a, x, impl or 'auto') == 'matmul']
+                self.calls[i] = (b, h, w, c, n, gemm_axes)
 
             self.handles.append(stage.register_forward_pre_hook(hook))
 
     def gemm_flops(self, mode):
-        try:
-            from rsvheat_mm.models.layers.heat_conduction import _use_fft
-        except ImportError:  # layer refactored: assume GEMMs everywhere
-            def _use_fft(n, device, impl):
-                return impl == 'fft'
         total = 0
-        for b, h, w, c, n_blocks, impl, device in self.calls.values():
-            for axis_len in (h, w):
-                if not _use_fft(axis_len, torch.device(device), impl):
-                    total += 2 * (2 * b * h * w * c * axis_len) * n_blocks
+        for b, h, w, c, n_blocks, gemm_axes in self.calls.values():
+            for axis_len in gemm_axes:
+                total += 2 * (2 * b * h * w * c * axis_len) * n_blocks
         # Backward of x @ C^T w.r.t. x (the basis is constant) = one more GEMM.
         return total * (2 if mode == 'train' else 1)
 
@@ -605,8 +609,8 @@ def markdown_table(results, env, baseline):
                   'see docs/benchmark.md')
     out.append('FLOPs per image from `FlopCounterMode` (1 MAC = 2 FLOPs; GEMMs, convolutions, '
                'attention, FFTs; DCT = the share of RS-vHeat\'s heat-conduction DCTs; † = '
-               'includes FFT-path DCT FLOPs counted analytically, 5 n log2 n per complex '
-               'length-n FFT). Memory: peak of one step and activation = peak − memory held '
+               'includes fast-transform DCT FLOPs counted analytically: 2.5 n log2 n per '
+               'length-n pocketfft DCT, 5 n log2 n per complex FFT). Memory: peak of one step and activation = peak − memory held '
                f'before the step ({method}).')
     if baseline:
         out.append(f'Ratios: model / {baseline} at the same size, batch and mode '
@@ -828,9 +832,16 @@ def write_json(path, payload):
 # DCT profile
 # ---------------------------------------------------------------------------
 def profile_dct(args, logger):
-    """Time forward + inverse DCT by GEMMs and by FFT for square maps."""
+    """Time the heat conduction per DCT implementation for square maps.
+
+    GEMMs against the cached bases, torch.fft (Makhoul) and, on CPU,
+    pocketfft (scipy.fft); the shortest axis length from which a fast
+    transform wins at every longer length tried is suggested for
+    ``POCKETFFT_MIN_LENGTH`` / ``FFT_MIN_LENGTH`` of ``heat_conduction.py``.
+    """
     from rsvheat_mm.models.layers.heat_conduction import heat_conduction
     device = torch.device(args.device)
+    impls = ['matmul', 'fft'] + (['scipy'] if device.type == 'cpu' else [])
     b, c = args.batch_sizes[0], args.dct_channels
     rows = []
     for n in sorted(set(args.dct_lengths)):
@@ -838,12 +849,13 @@ def profile_dct(args, logger):
         try:
             u = torch.randn(b, n, n, c, device=device)
             decay = torch.rand(n, n, c, device=device)
-            for impl in ('matmul', 'fft'):
+            for impl in impls:
                 with torch.inference_mode():
                     t = bm.time_step(lambda: heat_conduction(u, decay, True, impl), device,
                                      warmup=args.warmup, iters=args.iters)
                 row[f'{impl}_ms'] = t['median'] * 1e3
-            row['fft_speedup'] = row['matmul_ms'] / row['fft_ms']
+            for impl in impls[1:]:
+                row[f'{impl}_speedup'] = row['matmul_ms'] / row[f'{impl}_ms']
         except Exception as e:  # noqa: BLE001
             if not is_oom(e):
                 raise
@@ -854,27 +866,37 @@ def profile_dct(args, logger):
         logger.info(f'DCT n={n}: ' + ', '.join(f'{k} {v:.3g}' for k, v in row.items()
                                                if isinstance(v, float)))
         rows.append(row)
-    timed = [r for r in rows if 'fft_speedup' in r]
-    crossover = None
-    for i, r in enumerate(timed):
-        if all(t['fft_speedup'] > 1 for t in timed[i:]):
-            crossover = r['length']
-            break
+
+    def crossover(impl):
+        timed = [r for r in rows if f'{impl}_speedup' in r]
+        for i, r in enumerate(timed):
+            if all(t[f'{impl}_speedup'] > 1 for t in timed[i:]):
+                return r['length']
+        return None
+
+    suggested = {impl: crossover(impl) for impl in impls[1:]}
+    names = dict(matmul='GEMM', fft='torch.fft', scipy='pocketfft')
     env = environment(args)
     lines = ['# DCT implementation profile', ''] + env_lines(env) + [
         '', f'Heat conduction (forward + inverse 2-D DCT, decay multiply) on a '
         f'(B={b}, n, n, C={c}) channels-last map; median of {args.iters}.', '',
-        '| n | GEMM (ms) | FFT (ms) | FFT speed-up |', '|---|---|---|---|']
+        '| n | ' + ' | '.join(f'{names[i]} (ms)' for i in impls) + ' | ' +
+        ' | '.join(f'{names[i]} speed-up' for i in impls[1:]) + ' |',
+        '|---' * (2 * len(impls)) + '|']
     for r in rows:
-        lines.append(f'| {r["length"]} | {_fmt(r.get("matmul_ms"))} | {_fmt(r.get("fft_ms"))} | '
-                     f'{_ratio(r.get("fft_speedup"))} |')
-    lines += ['', f'Suggested `FFT_MIN_LENGTH[{device.type!r}]`: ' +
-              (f'{crossover}' if crossover else 'none of the lengths tried (keep the GEMM)')]
+        lines.append(f'| {r["length"]} | ' + ' | '.join(_fmt(r.get(f'{i}_ms')) for i in impls) +
+                     ' | ' + ' | '.join(_ratio(r.get(f'{i}_speedup')) for i in impls[1:]) + ' |')
+    lines.append('')
+    for impl, const in (('scipy', 'POCKETFFT_MIN_LENGTH'), ('fft', 'FFT_MIN_LENGTH')):
+        if impl in suggested:
+            n = suggested[impl]
+            lines.append(f'Suggested `{const}[{device.type!r}]`: ' +
+                         (f'{n}' if n else 'none of the lengths tried (keep the GEMM)'))
     stem = osp.join(args.out_dir, args.name)
-    write_json(stem + '.json', dict(env=env, rows=rows, suggested_fft_min_length=crossover))
+    write_json(stem + '.json', dict(env=env, rows=rows, suggested_min_length=suggested))
     atomic_write('\n'.join(lines) + '\n', stem + '.md')
     logger.info(f'wrote {stem}.md/.json')
-    return dict(rows=rows, suggested_fft_min_length=crossover)
+    return dict(rows=rows, suggested_min_length=suggested)
 
 
 # ---------------------------------------------------------------------------

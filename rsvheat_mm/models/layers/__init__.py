@@ -1,8 +1,8 @@
-from .heat_conduction import (clear_heat_caches, dct2d, dct_matrix,
+from .heat_conduction import (axis_impl, clear_heat_caches, dct2d, dct_matrix,
                               heat_conduction, heat_decay, heat_frequencies,
-                              idct2d)
+                              idct2d, pocketfft_dct)
 
 __all__ = [
-    'clear_heat_caches', 'dct2d', 'dct_matrix', 'heat_conduction',
-    'heat_decay', 'heat_frequencies', 'idct2d'
+    'axis_impl', 'clear_heat_caches', 'dct2d', 'dct_matrix', 'heat_conduction',
+    'heat_decay', 'heat_frequencies', 'idct2d', 'pocketfft_dct'
 ]

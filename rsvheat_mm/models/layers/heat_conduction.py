@@ -12,13 +12,15 @@ with ``K >= 0`` the (learned) conductivity. This module holds the pieces
 shared by every block of every backbone: the orthonormal DCT-II bases (cached
 per size, device and dtype), the frequency grid, the 2-D transforms as batched
 matrix products (no permutes: they act on the spatial axes of channels-last
-``(B, H, W, C)`` or channels-first ``(B, C, H, W)`` tensors in place), an
-FFT-based transform for very large maps, and the decay ``exp(-K * lam)``
-computed in float32 even under autocast.
+``(B, H, W, C)`` or channels-first ``(B, C, H, W)`` tensors in place), fast
+transforms for large maps (scipy's pocketfft DCT on CPUs, a torch.fft one
+for any device), and the decay ``exp(-K * lam)`` computed in float32 even
+under autocast.
 """
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
+import scipy.fft
 import torch
 from torch import Tensor
 
@@ -27,7 +29,7 @@ from .fused_ops import linear as _onednn_linear
 
 __all__ = [
     'dct_matrix', 'heat_frequencies', 'heat_decay', 'dct2d', 'idct2d',
-    'heat_conduction', 'clear_heat_caches'
+    'heat_conduction', 'clear_heat_caches', 'pocketfft_dct', 'axis_impl'
 ]
 
 _BASIS_CACHE = {}
@@ -215,25 +217,104 @@ def _idct_fft(y: Tensor, axis: int) -> Tensor:
     return x.to(y.dtype).movedim(-1, axis)
 
 
-# Axis length from which the FFT path beats the dense GEMM on CPUs (measured
-# with tools/analysis/benchmark.py --profile-dct; see docs/benchmark.md).
-FFT_MIN_LENGTH = {'cpu': 1024, 'cuda': 1 << 30}
+# ---------------------------------------------------------------------------
+# pocketfft DCT (scipy.fft) on CPU, as a torch custom op
+# ---------------------------------------------------------------------------
+@torch.library.custom_op('rsvheat::pocketfft_dct', mutates_args=())
+def pocketfft_dct(x: Tensor, dims: List[int], inverse: bool) -> Tensor:
+    """Orthonormal DCT-II over ``dims`` (DCT-III, its inverse, if ``inverse``).
+
+    scipy's pocketfft computes the real-to-real transform directly in
+    O(L log L) per axis, multi-threaded over the lines, with no complex
+    intermediates: on CPUs it beats the dense GEMMs from axis lengths of
+    about a hundred (3x at 512, 5x at 1024, see ``docs/benchmark.md``). As a
+    registered op it has a fake (shape) implementation, so FLOP counting and
+    memory tracing see it, and an autograd formula: the orthonormal
+    transform's adjoint is its inverse, so nothing is saved for backward.
+    """
+    out = scipy.fft.dctn(x.detach().contiguous().numpy(), type=3 if inverse else 2,
+                         axes=dims, norm='ortho', workers=max(1, torch.get_num_threads()))
+    return torch.from_numpy(out)
 
 
-def _use_fft(n: int, device: torch.device, impl: str) -> bool:
-    if impl not in ('auto', 'fft', 'matmul'):
-        raise ValueError(f"dct impl must be 'auto', 'fft' or 'matmul', got {impl!r}")
-    if n < 2:
-        return False
+@pocketfft_dct.register_fake
+def _pocketfft_dct_fake(x, dims, inverse):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def _pocketfft_dct_setup(ctx, inputs, output):
+    ctx.dims, ctx.inverse = inputs[1], inputs[2]
+
+
+def _pocketfft_dct_backward(ctx, grad):
+    return pocketfft_dct(grad, ctx.dims, not ctx.inverse), None, None
+
+
+pocketfft_dct.register_autograd(_pocketfft_dct_backward, setup_context=_pocketfft_dct_setup)
+
+
+# ---------------------------------------------------------------------------
+# Choice of implementation per axis
+# ---------------------------------------------------------------------------
+# Axis length from which the fast transform replaces the dense GEMMs under
+# impl='auto' (measured with tools/analysis/benchmark.py --profile-dct; see
+# docs/benchmark.md): pocketfft on CPUs; on CUDA the GEMMs are kept.
+POCKETFFT_MIN_LENGTH = {'cpu': 192}
+# The torch.fft path is portable (any device, differentiable, traceable) but
+# slower than pocketfft on CPUs; 'auto' never picks it.
+FFT_MIN_LENGTH = {'cpu': 1 << 30, 'cuda': 1 << 30}
+DCT_IMPLS = ('auto', 'matmul', 'fft', 'scipy')
+
+
+def _pocketfft_possible(x: Tensor) -> bool:
+    # Eager CPU tensors in full precision; traced/exported/compiled graphs
+    # keep the portable ops.
+    return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
+            and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
+            and not torch.compiler.is_compiling())
+
+
+def axis_impl(n: int, x: Tensor, impl: str) -> str:
+    """How an axis of length ``n`` of ``x`` is transformed: ``'matmul'``,
+    ``'fft'`` (torch.fft) or ``'scipy'`` (pocketfft)."""
+    if impl not in DCT_IMPLS:
+        raise ValueError(f'dct impl must be one of {DCT_IMPLS}, got {impl!r}')
+    if n < 2 or impl == 'matmul':
+        return 'matmul'
+    if impl == 'scipy':
+        if x.device.type != 'cpu':
+            raise ValueError(f"dct impl 'scipy' runs on CPU tensors only, got {x.device}")
+        return 'scipy'
     if impl == 'fft':
-        return True
-    if impl == 'matmul':
-        return False
-    return n >= FFT_MIN_LENGTH.get(device.type, 1 << 30)
+        return 'fft'
+    if _pocketfft_possible(x) and n >= POCKETFFT_MIN_LENGTH.get(x.device.type, 1 << 30):
+        return 'scipy'
+    if n >= FFT_MIN_LENGTH.get(x.device.type, 1 << 30):
+        return 'fft'
+    return 'matmul'
 
 
 def _spatial_axes(x: Tensor, channels_last: bool) -> Tuple[int, int]:
     return (x.dim() - 3, x.dim() - 2) if channels_last else (x.dim() - 2, x.dim() - 1)
+
+
+def _transform(x: Tensor, channels_last: bool, impl: str, inverse: bool) -> Tensor:
+    axes = _spatial_axes(x, channels_last)
+    kinds = [axis_impl(x.shape[a], x, impl) for a in axes]
+    fast = [a for a, k in zip(axes, kinds) if k == 'scipy']
+    if fast:  # one pocketfft call for its axes
+        x = pocketfft_dct(x, fast, inverse)
+    # Forward W then H, inverse H then W (the axes commute mathematically):
+    # the outer axis's GEMM then sees the larger, contiguous operand.
+    order = list(zip(axes, kinds))
+    for axis, kind in (order if inverse else reversed(order)):
+        n = x.shape[axis]
+        if kind == 'fft':
+            x = _idct_fft(x, axis) if inverse else _dct_fft(x, axis)
+        elif kind == 'matmul':
+            mat = dct_matrix(n, x.device, x.dtype)
+            x = _apply_along(x, mat.transpose(0, 1) if inverse else mat, axis)
+    return x
 
 
 def dct2d(x: Tensor, channels_last: bool = True, impl: str = 'auto') -> Tensor:
@@ -242,33 +323,18 @@ def dct2d(x: Tensor, channels_last: bool = True, impl: str = 'auto') -> Tensor:
     Args:
         x (Tensor): ``(..., H, W, C)`` if ``channels_last`` else ``(..., H, W)``.
         channels_last (bool): Layout of ``x``. Defaults to True.
-        impl (str): ``'matmul'`` (dense GEMMs), ``'fft'`` or ``'auto'``
-            (FFT only for axes of at least ``FFT_MIN_LENGTH`` on the device).
+        impl (str): ``'matmul'`` (dense GEMMs against the cached bases),
+            ``'scipy'`` (pocketfft, CPU only), ``'fft'`` (torch.fft, any
+            device) or ``'auto'``: pocketfft for CPU axes of at least
+            ``POCKETFFT_MIN_LENGTH`` outside traced/compiled graphs, GEMMs
+            otherwise. All give the same result up to float rounding.
     """
-    ax_h, ax_w = _spatial_axes(x, channels_last)
-    h, w = x.shape[ax_h], x.shape[ax_w]
-    dtype = x.dtype if x.dtype != torch.float64 else torch.float64
-    if _use_fft(w, x.device, impl):
-        x = _dct_fft(x, ax_w)
-    else:
-        x = _apply_along(x, dct_matrix(w, x.device, dtype), ax_w)
-    if _use_fft(h, x.device, impl):
-        return _dct_fft(x, ax_h)
-    return _apply_along(x, dct_matrix(h, x.device, dtype), ax_h)
+    return _transform(x, channels_last, impl, inverse=False)
 
 
 def idct2d(x: Tensor, channels_last: bool = True, impl: str = 'auto') -> Tensor:
     """Inverse of :func:`dct2d` (the bases are orthogonal: ``C^-1 = C^T``)."""
-    ax_h, ax_w = _spatial_axes(x, channels_last)
-    h, w = x.shape[ax_h], x.shape[ax_w]
-    dtype = x.dtype
-    if _use_fft(h, x.device, impl):
-        x = _idct_fft(x, ax_h)
-    else:
-        x = _apply_along(x, dct_matrix(h, x.device, dtype).transpose(0, 1), ax_h)
-    if _use_fft(w, x.device, impl):
-        return _idct_fft(x, ax_w)
-    return _apply_along(x, dct_matrix(w, x.device, dtype).transpose(0, 1), ax_w)
+    return _transform(x, channels_last, impl, inverse=True)
 
 
 def heat_conduction(x: Tensor,
