@@ -18,6 +18,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated',
 # Supported ranges (the pinned set is in requirements/mminstall.txt).
 MMENGINE_MIN, MMENGINE_MAX = '0.8.0', '1.0.0'
 MMCV_MIN, MMCV_MAX = '2.0.0', '2.2.0'
+# torch.library.custom_op and selective activation checkpointing.
+TORCH_MIN = '2.4.0'
 
 
 def _check_versions():
@@ -40,6 +42,11 @@ def _check_versions():
                 'installed. mmrotate 1.0.0rc1 caps the OpenMMLab set at '
                 'mmcv 2.0.x/mmdet 3.1.0; see requirements/mminstall.txt or run '
                 '`make install`.')
+    import torch
+    if parse(torch.__version__.split('+')[0]) < parse(TORCH_MIN):
+        raise ImportError(f'rsvheat_mm needs torch>={TORCH_MIN}, but torch=='
+                          f'{torch.__version__} is installed (set TORCH_SPEC for '
+                          '`make install`, see the README).')
 
 
 _check_versions()

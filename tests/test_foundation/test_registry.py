@@ -96,6 +96,10 @@ def test_version_check_message(monkeypatch):
     monkeypatch.setattr(importlib.metadata, 'version', fake)
     with pytest.raises(ImportError, match=r'mmcv>=2.0.0,<2.2.0.*mmcv==2.2.0'):
         rsvheat_mm._check_versions()
+    monkeypatch.setattr(importlib.metadata, 'version', real)
+    monkeypatch.setattr('torch.__version__', '2.3.1+cpu')
+    with pytest.raises(ImportError, match=r'torch>=2.4.0.*torch==2.3.1\+cpu'):
+        rsvheat_mm._check_versions()
 
 
 def test_mmrotate_imports_on_python311():
