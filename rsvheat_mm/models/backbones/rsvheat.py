@@ -37,10 +37,11 @@ def _selective_checkpoint_context():
 
     The outputs of the GEMMs and convolutions (the expensive ops) are kept;
     everything else -- norms, activations, the gating product, the residual
-    arithmetic and the DCT's basis products, which are cheap to redo from the
-    saved in-projection -- is recomputed in backward. At 512 px this keeps
-    RS-vHeat-B's training activations at about 60 % for about 3 % more time
-    (full checkpointing: about 40 % for about 15 % more time).
+    arithmetic and the DCT, which are cheap to redo from the saved
+    in-projection -- is recomputed in backward. Measured for RS-vHeat-B
+    training steps at 512-1024 px (docs/benchmark.md): 56-59 % of the
+    tensor peak for at most 3 % more time; full checkpointing 26-41 % for
+    5-26 % more.
     """
     from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
     save = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default,
@@ -542,10 +543,11 @@ class RSVHeat(BaseModule):
         with_cp (bool | str): Activation checkpointing per block, for
             training on large images. ``True`` (or ``'full'``) keeps only
             each block's input and recomputes the block in backward (least
-            memory, about 15 % more time per step); ``'selective'`` keeps the
-            GEMM and convolution outputs and recomputes only the cheap ops
-            (about 60 % of the memory for about 3 % more time). Outputs and
-            gradients are unchanged. Defaults to False.
+            memory: 26-41 % of the training activations for 5-26 % more time
+            per step at 512-1024 px); ``'selective'`` keeps the GEMM and
+            convolution outputs and recomputes only the cheap ops (56-59 %
+            for at most 3 % more time). Outputs and gradients are unchanged.
+            Defaults to False.
         embed_interp (str): ``'bilinear'``, ``'bicubic'`` or ``'zero_pad'``,
             see :class:`RSVHeatStage`. Defaults to ``'bilinear'``.
         dct_impl (str): How the DCTs run: ``'matmul'`` (GEMMs against
