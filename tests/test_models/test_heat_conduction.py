@@ -74,6 +74,14 @@ def test_pocketfft_gradients_equal_gemm_gradients():
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
+def test_pocketfft_half_precision_runs_in_fp32():
+    x = torch.randn(1, 8, 6, 4)
+    y = dct2d(x.to(torch.bfloat16), True, 'scipy')
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), dct2d(x.to(torch.bfloat16).float(), True, 'matmul'),
+                               atol=2e-2, rtol=2e-2)
+
+
 def test_pocketfft_op_on_fake_tensors():
     """Shape propagation (FLOP counting, memory estimates) through the op."""
     from torch._subclasses.fake_tensor import FakeTensorMode

@@ -227,7 +227,8 @@ def pocketfft_dct(x: Tensor, dims: List[int], inverse: bool) -> Tensor:
     scipy's pocketfft computes the real-to-real transform directly in
     O(L log L) per axis, multi-threaded over the lines, with no complex
     intermediates: on CPUs it beats the dense GEMMs from axis lengths of
-    about a hundred (3x at 512, 5x at 1024, see ``docs/benchmark.md``). As a
+    about 128-192 (1.9x at 256, 3x at 512, 4.4x at 1024 in the heat
+    conduction, see ``docs/benchmark.md``). Float32/float64 only. As a
     registered op it has a fake (shape) implementation, so FLOP counting and
     memory tracing see it, and an autograd formula: the orthonormal
     transform's adjoint is its inverse, so nothing is saved for backward.
@@ -302,8 +303,10 @@ def _transform(x: Tensor, channels_last: bool, impl: str, inverse: bool) -> Tens
     axes = _spatial_axes(x, channels_last)
     kinds = [axis_impl(x.shape[a], x, impl) for a in axes]
     fast = [a for a, k in zip(axes, kinds) if k == 'scipy']
-    if fast:  # one pocketfft call for its axes
-        x = pocketfft_dct(x, fast, inverse)
+    if fast:  # one pocketfft call for its axes (in fp32 for half precision)
+        full = x.dtype in (torch.float32, torch.float64)
+        y = pocketfft_dct(x if full else x.float(), fast, inverse)
+        x = y if full else y.to(x.dtype)
     # Forward W then H, inverse H then W (the axes commute mathematically):
     # the outer axis's GEMM then sees the larger, contiguous operand.
     order = list(zip(axes, kinds))
