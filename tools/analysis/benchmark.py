@@ -60,6 +60,7 @@ import rsvheat_mm  # noqa: E402,F401
 import torch  # noqa: E402
 from torch.utils._pytree import tree_leaves  # noqa: E402
 
+from rsvheat_mm.models.layers import axis_impl  # noqa: E402
 from rsvheat_mm.utils import atomic_write  # noqa: E402
 from rsvheat_mm.utils import benchmark as bm  # noqa: E402
 
@@ -344,7 +345,6 @@ class HCOShapes:
             impl = getattr(stage.blocks[0].op, 'dct_impl', 'auto') if len(stage.blocks) else None
 
             def hook(mod, args, i=i, n=len(stage.blocks), dims=dims, impl=impl):
-                from rsvheat_mm.models.layers import axis_impl
                 x = args[0]
                 if isinstance(x, list):  # RSVHeat hands activations on in a list
                     x = x[-1]

@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from rsvheat_mm.registry import MODELS
-from ..layers.fused_ops import linear
+from ..layers.fused_ops import capturing_graph, linear
 from ..layers.heat_conduction import DCT_IMPLS, dct2d, heat_conduction, heat_decay, idct2d
 
 _INTERP_MODES = ('bilinear', 'bicubic', 'zero_pad')
@@ -28,8 +28,7 @@ _INTERP_MODES = ('bilinear', 'bicubic', 'zero_pad')
 def _lean_inference() -> bool:
     """Eager inference, where buffers may be reused in place (not while
     autograd records, nor while tracing/exporting/compiling a graph)."""
-    return not (torch.is_grad_enabled() or torch.jit.is_tracing()
-                or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
+    return not (torch.is_grad_enabled() or capturing_graph())
 
 
 def _selective_checkpoint_context():

@@ -14,7 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['linear', 'onednn_linear_available']
+__all__ = ['linear', 'onednn_linear_available', 'capturing_graph']
+
+
+def capturing_graph() -> bool:
+    """True while torch.jit traces, ONNX exports or torch.compile captures:
+    those graphs need the portable ops, not eager-only kernels or in-place
+    buffer reuse."""
+    return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+            or torch.compiler.is_compiling())
 
 
 def onednn_linear_available() -> bool:
@@ -28,8 +36,7 @@ _ONEDNN = onednn_linear_available()
 def _use_onednn(x: Tensor, weight: Tensor) -> bool:
     # Under torch.compile, inductor fuses (and picks GEMM kernels) itself;
     # traced/exported graphs (ONNX) need the portable ops.
-    return (_ONEDNN and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
-            and not torch.onnx.is_in_onnx_export()
+    return (_ONEDNN and not capturing_graph()
             and x.device.type == 'cpu' and x.dtype == torch.float32
             and weight.dtype == torch.float32
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))

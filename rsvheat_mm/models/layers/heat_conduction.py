@@ -24,7 +24,7 @@ import scipy.fft
 import torch
 from torch import Tensor
 
-from .fused_ops import _use_onednn
+from .fused_ops import _use_onednn, capturing_graph
 from .fused_ops import linear as _onednn_linear
 
 __all__ = [
@@ -271,8 +271,7 @@ def _pocketfft_possible(x: Tensor) -> bool:
     # Eager CPU tensors in full precision; traced/exported/compiled graphs
     # keep the portable ops.
     return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
-            and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()
-            and not torch.compiler.is_compiling())
+            and not capturing_graph())
 
 
 def axis_impl(n: int, x: Tensor, impl: str) -> str:
