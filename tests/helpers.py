@@ -22,3 +22,89 @@ def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def run_tool(cmd, timeout=600, **env):
+    """Run a repository tool or script from the repository root (PYTHONPATH
+    set, ``env`` added to the environment) and return its stdout + stderr.
+
+    A non-zero exit fails the test with the command and the output's tail; a
+    run past ``timeout`` seconds is killed with its whole process group
+    (torchrun's workers included) and fails the test.
+    """
+    import signal
+    import subprocess
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=python_env(**env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f'{" ".join(map(str, cmd))}: no exit within {timeout} s\n'
+                             f'{out[-3000:]}\n{err[-3000:]}') from None
+    assert proc.returncode == 0, (f'{" ".join(map(str, cmd))}: exit status {proc.returncode}\n'
+                                  f'{out[-3000:]}\n{err[-3000:]}')
+    return out + err
+
+
+def evaluate(evaluator, data_samples):
+    """Scores of ``data_samples`` (ground truth + prediction, as a model's
+    ``test_step`` returns them) by an mmengine ``Evaluator``, e.g. a runner's
+    ``val_evaluator`` built from the config under test."""
+    evaluator.process(data_samples=list(data_samples))
+    return evaluator.evaluate(len(data_samples))
+
+
+def segmentation_scores(pred, gt, num_classes, ignore_index=255, exclude=()):
+    """Oracle of mmseg's IoU metric, from one confusion matrix (NumPy).
+
+    ``pred``/``gt``: label maps (any shape, or lists of them). Follows
+    mmseg's conventions: a class's IoU/F1 is NaN (left out of the means)
+    where its denominator is empty, so classes absent from both maps do not
+    count. Returns percentages ``mIoU``, ``mF1``, ``OA`` and per-class
+    ``IoU``/``F1`` arrays; ``exclude`` lists class indices left out of the
+    means.
+    """
+    import numpy as np
+    if isinstance(pred, (list, tuple)):
+        pred = np.concatenate([np.asarray(p).ravel() for p in pred])
+        gt = np.concatenate([np.asarray(g).ravel() for g in gt])
+    pred, gt = np.asarray(pred).ravel().astype(np.int64), np.asarray(gt).ravel().astype(np.int64)
+    valid = gt != ignore_index
+    cm = np.bincount(num_classes * gt[valid] + pred[valid],
+                     minlength=num_classes**2).reshape(num_classes, num_classes)
+    tp = np.diag(cm).astype(np.float64)
+    pred_area, label_area = cm.sum(0), cm.sum(1)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        iou = tp / (pred_area + label_area - tp)
+        precision, recall = tp / pred_area, tp / label_area
+        f1 = 2 * precision * recall / (precision + recall)
+    keep = [c for c in range(num_classes) if c not in exclude]
+    return dict(mIoU=100 * np.nanmean(iou[keep]), mF1=100 * np.nanmean(f1[keep]),
+                OA=100 * tp.sum() / valid.sum(), IoU=100 * iou, F1=100 * f1)
+
+
+#: The tiny RS-vHeat of the CPU tests (one block per stage, C = 16) and its
+#: stage widths (strides 4/8/16/32).
+TINY_ARCH = dict(depths=[1, 1, 1, 1], embed_dims=16)
+TINY_DIMS = [16, 32, 64, 128]
+
+
+def val_metrics(runner):
+    """The last validation scores a runner logged, without the ``val/`` prefix."""
+    return {k[len('val/'):]: v.current() for k, v in runner.message_hub.log_scalars.items()
+            if k.startswith('val/')}
+
+
+def load_tool(relpath):
+    """Import a script under ``tools/`` (e.g. ``'dataset_converters/dior.py'``)
+    as a module."""
+    import importlib.util
+    path = osp.join(ROOT, 'tools', relpath)
+    name = 'tool_' + relpath.replace('/', '_').replace('.py', '')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -57,6 +57,10 @@ model = dict(
 # Stages 1-2 output norms take no part in the losses (see out_indices).
 find_unused_parameters = True
 
+# The paper's split: low + high == image, so the encoder sees all of the
+# reconstruction target (README, design risk). Variants that withhold it:
+# ...-banddrop_... (drop_range: a band dropped from both views) and
+# ...-cross_... (target_mode='cross': each view predicts the other).
 masking = dict(type='RSVHeatFrequencyMasking', ratio_range=(0.2, 0.3), ratio_mode='area')
 # Random scale (a GSD jitter: the 448 px tiles shrink to 224-448 px) and a
 # random 224 px crop. mmpretrain's RandomResizedCrop cannot be used for pairs:

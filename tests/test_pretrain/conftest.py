@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from tests.test_pretrain.utils import make_samples
+
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
@@ -11,3 +13,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def samples():
+    """Packed 48 px crops of real scenes: optical+SAR pairs, an unpaired
+    optical image and an unpaired SAR (stand-in) image. Fresh per test: the
+    data preprocessor normalises ``partner_inputs`` in place."""
+    return make_samples()

@@ -1,6 +1,7 @@
 """Frequency-domain hierarchical masking on real bundled images: the two views
-split the spectrum exactly, the sector follows the configured ratio, and a
-co-registered pair shares one mask."""
+split the spectrum exactly, the sector follows the configured ratio, a
+co-registered pair shares one mask, and the optional dropped band is in
+neither view."""
 import math
 import os.path as osp
 
@@ -14,6 +15,7 @@ from scipy import fft as sp_fft
 from rsvheat_mm.datasets.pretrain_datasets import simulate_sar_standin
 from rsvheat_mm.datasets.transforms.frequency_masking import (PackRSVHeatPretrainInputs,
                                                               RSVHeatFrequencyMasking,
+                                                              frequency_band_masks,
                                                               frequency_sector_mask)
 
 
@@ -186,3 +188,33 @@ def test_pack_stacks_views_and_partner(scene):
         PackRSVHeatPretrainInputs()(dict(img=scene, img_path='a.png'))
     with pytest.raises(KeyError, match='RSVHeatFrequencyMasking'):
         PackRSVHeatPretrainInputs()(dict(img=scene, modality='optical'))
+
+
+@pytest.mark.parametrize('mode', ['area', 'radius'])
+def test_band_drop_removes_a_ring_from_both_views(scene, mode):
+    """drop_range: the ring just outside the sector is in neither view; the
+    views are exactly the image's spectrum on their masks."""
+    h, w = scene.shape[:2]
+    low, high = frequency_band_masks((h, w), 0.25, 0.1, mode)
+    dropped = ~(low | high)
+    assert not (low & high).any() and dropped.any()
+    np.testing.assert_array_equal(low, frequency_sector_mask((h, w), 0.25, mode))
+    r = radius(h, w)
+    assert r[dropped].min() >= r[low].max() and r[dropped].max() <= r[high].min()
+    if mode == 'area':  # exact fractions on the discrete grid
+        assert dropped.sum() == round(0.1 * h * w)
+    else:
+        assert r[high].min() > 0.35 * math.sqrt(2) >= r[dropped].max()
+    masking = RSVHeatFrequencyMasking(ratio_range=0.25, ratio_mode=mode, drop_range=0.1)
+    out = masking(dict(img=scene.copy()))
+    spec = dct(scene)
+    for view, mask in ((out['img_low'], low), (out['img_high'], high)):
+        np.testing.assert_allclose(dct(view), spec * mask[..., None], atol=2e-2)
+    assert out['drop_fraction'] == pytest.approx(dropped.mean())
+    np.testing.assert_array_equal(out['freq_high_mask'], high)
+    # without drop_range: the paper's exact split
+    out = RSVHeatFrequencyMasking(ratio_range=0.25, ratio_mode=mode)(dict(img=scene.copy()))
+    assert out['drop_fraction'] == 0
+    np.testing.assert_allclose(out['img_low'] + out['img_high'], scene, atol=1e-3)
+    with pytest.raises(ValueError, match='drop_range'):
+        RSVHeatFrequencyMasking(ratio_range=(0.2, 0.3), drop_range=(0.5, 0.8))

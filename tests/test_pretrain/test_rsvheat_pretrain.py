@@ -7,7 +7,6 @@ import json
 import os.path as osp
 import subprocess
 
-import mmcv
 import numpy as np
 import pytest
 import torch
@@ -16,47 +15,8 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
-from rsvheat_mm.datasets.pretrain_datasets import simulate_sar_standin
-from rsvheat_mm.datasets.transforms.frequency_masking import (PackRSVHeatPretrainInputs,
-                                                              RSVHeatFrequencyMasking)
-from tests.helpers import PYTHON, ROOT, python_env
-
-DEMO = 'configs/demo/rsvheat-pretrain_rsvheat-demo_1xb4-40iter_scenes-sarstandin-64px.py'
-PAPER = 'configs/pretrain/rsvheat-pretrain_rsvheat-b_8xb64-amp-coslr-200e_opt-sar-224px.py'
-TINY = dict(depths=[1, 1, 1, 1], embed_dims=16)
-
-
-def build_model(**overrides):
-    init_default_scope('mmpretrain')
-    from mmpretrain.registry import MODELS
-    model_cfg = Config.fromfile(osp.join(ROOT, DEMO)).model.to_dict()
-    model_cfg.update(overrides)  # replaces whole entries
-    torch.manual_seed(0)
-    model = MODELS.build(model_cfg)
-    model.init_weights()
-    return model
-
-
-@pytest.fixture(scope='module')
-def samples(demo_data):
-    """Packed 48 px crops of real scenes: optical+SAR pairs, an unpaired
-    optical image and an unpaired SAR (stand-in) image."""
-    rng = np.random.default_rng(0)
-    np.random.seed(0)
-    masking, pack = RSVHeatFrequencyMasking(), PackRSVHeatPretrainInputs()
-    out = []
-    for i, kind in zip(range(1, 6), ['pair', 'optical', 'pair', 'sar', 'pair']):
-        img = mmcv.imread(osp.join(demo_data, 'scenes', f'{i}.png'),
-                          channel_order='rgb')[200:248, 300:348].astype(np.float32)
-        sar = simulate_sar_standin(img, rng=rng)[..., None]
-        if kind == 'sar':
-            results = dict(img=sar, modality='sar')
-        else:
-            results = dict(img=img, modality='optical')
-        if kind == 'pair':
-            results.update(partner_img=sar, partner_modality='sar')
-        out.append(pack(masking(results)))
-    return out
+from tests.helpers import PYTHON, ROOT, TINY_ARCH as TINY, python_env
+from tests.test_pretrain.utils import DEMO, PAPER, build_model, make_samples
 
 
 def test_losses_on_a_mixed_batch(samples):
@@ -88,7 +48,7 @@ def test_losses_on_a_mixed_batch(samples):
     assert [f.shape[1] for f in feats] == [32, 64, 128, 256]
 
 
-def test_contrastive_term_skipped_without_pairs(samples):
+def test_contrastive_term_is_zero_without_pairs(samples):
     model = build_model()
     unpaired = [samples[1], samples[3]]
     data = model.data_preprocessor(pseudo_collate(unpaired), True)
@@ -96,7 +56,7 @@ def test_contrastive_term_skipped_without_pairs(samples):
     assert losses['loss_con'].item() == 0
     assert losses['loss_spa'] > 0 and losses['loss_fre'] > 0
     sum(losses.values()).backward()
-    # Skipped cleanly: zero gradients (not missing ones) on the projector.
+    # Zero gradients (not missing ones) on the projector.
     for name, p in model.projector.named_parameters():
         assert p.grad is not None and p.grad.abs().max() == 0, name
 
@@ -137,6 +97,39 @@ def test_paper_config_builds():
     assert model.neck.in_channels == [64, 128] and model.decoder.in_channels == [64, 128]
     assert model.decoder.laterals[0].in_channels == 64
     assert model.decoder.out_channels == dict(optical=3, sar=1)
+    assert model.target_mode == 'image'
+    assert all(t.get('drop_range') is None for t in _maskings(cfg))  # the paper's split
+
+
+def _maskings(cfg):
+    return [t for ds in cfg.train_dataloader.dataset.datasets for t in ds.pipeline
+            if t['type'] == 'RSVHeatFrequencyMasking']
+
+
+@pytest.mark.parametrize('variant', ['banddrop', 'cross'])
+def test_variant_configs_change_only_the_pretext(variant):
+    """The two recipes that withhold information (docs/pretraining.md) are the
+    paper's recipe with one change each."""
+    init_default_scope('mmpretrain')
+    from mmpretrain.registry import MODELS
+    paper = Config.fromfile(osp.join(ROOT, PAPER))
+    cfg = Config.fromfile(osp.join(ROOT, PAPER.replace('rsvheat-pretrain_',
+                                                       f'rsvheat-pretrain-{variant}_')))
+    if variant == 'banddrop':
+        maskings = _maskings(cfg)
+        assert len(maskings) == 3 and all(t['drop_range'] == (0.1, 0.2) for t in maskings)
+        for t in maskings:
+            t.pop('drop_range')
+        assert cfg.train_dataloader == paper.train_dataloader
+        assert cfg.model == paper.model
+    else:
+        assert cfg.model.target_mode == 'cross' and cfg.model.neck is None
+        assert cfg.train_dataloader == paper.train_dataloader
+        cfg.model.backbone.arch = TINY
+        model = MODELS.build(cfg.model)
+        assert model.target_mode == 'cross' and not model.with_neck
+    for key in ('optim_wrapper', 'param_scheduler', 'train_cfg', 'data_preprocessor'):
+        assert cfg[key] == paper[key], key
 
 
 @pytest.fixture(scope='module')
@@ -157,18 +150,43 @@ def pretrained(tmp_path_factory):
     return work_dir, rows
 
 
+def _fixed_batch_losses(model):
+    """L_spa and L_fre of ``model`` on one fixed batch (the same crops, masks
+    and partners every time): no batch-to-batch noise in the comparison."""
+    samples = make_samples(('pair', 'optical', 'pair', 'optical', 'pair', 'optical'), size=64)
+    data = model.data_preprocessor(pseudo_collate(samples), True)
+    with torch.no_grad():
+        out = model.reconstruct(data['inputs'], data['data_samples'])
+        spa = model.loss_spa(out['pred'], out['target'], out['band_mask']).item()
+        fre = model.loss_fre(out['pred'], out['target'], out['band_mask']).item()
+        # the zero predictor: the per-band mean image
+        zero = model.loss_spa(torch.zeros_like(out['target']), out['target'],
+                              out['band_mask']).item()
+    return spa, fre, zero
+
+
 def test_training_lowers_the_loss(pretrained):
     work_dir, rows = pretrained
     assert [r['iter'] for r in rows] == list(range(1, 41))
-    total = np.array([r['loss'] for r in rows])
-    spa = np.array([r['loss_spa'] for r in rows])
-    assert np.isfinite(total).all()
-    # Per-iteration values (window 1); batches differ, so compare averages.
-    assert total[-5:].mean() < 0.85 * total[:5].mean(), total
-    assert spa[-5:].mean() < 0.8 * spa[:5].mean(), spa
-    # The contrastive term ran (batches with pairs) and was skipped (without).
+    assert np.isfinite([r['loss'] for r in rows]).all()
+    # The contrastive term ran (batches with pairs) and was zero (without).
     con = np.array([r['loss_con'] for r in rows])
     assert (con > 0).sum() >= 20 and (con == 0).any()
+    # On one fixed batch the trained weights reconstruct far better than the
+    # initial ones and than the mean image (the logged per-batch losses vary
+    # with the batch content too much for a tight comparison).
+    model = build_model()
+    spa_init, fre_init, zero = _fixed_batch_losses(model)
+    ckpt = torch.load(str(work_dir / 'iter_40.pth'), map_location='cpu', weights_only=False)
+    model.load_state_dict(ckpt['state_dict'])
+    spa, fre, zero_again = _fixed_batch_losses(model)
+    print(f'fixed batch: L_spa {spa_init:.3f} -> {spa:.3f} (mean image {zero:.3f}), '
+          f'L_fre {fre_init:.3f} -> {fre:.3f}')
+    # measured (AMD EPYC, 1 thread): L_spa 1.031 -> 0.577 (mean image 0.840),
+    # L_fre 0.198 -> 0.172
+    assert zero_again == zero
+    assert spa < 0.7 * spa_init and spa < 0.8 * zero
+    assert fre < fre_init
 
 
 @pytest.mark.parametrize('img_size', [64, 256])

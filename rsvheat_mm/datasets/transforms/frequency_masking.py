@@ -38,6 +38,16 @@ Geometry (documented choices where the paper is silent):
 Co-registered pairs (optical + SAR, or any image keys listed in ``keys``)
 share one random ratio and thus one sector geometry; images of the same size
 get the identical mask.
+
+Withholding a band (``drop_range``, off by default). With the split above
+the encoder sees ``low + high == image``: the reconstruction target is
+entirely in its input (the design risk discussed in the README and
+``docs/pretraining.md``). ``drop_range`` removes the ring of coefficients
+just outside the sector from *both* views (``low`` keeps the sector, ``high``
+what lies beyond the ring), so the model must infer that band from context
+to reconstruct the image. The ring's size is given like the sector's: a
+fraction of the coefficients (``'area'``, the next ones by radius) or of the
+diagonal (``'radius'``, added to the sector radius).
 """
 import functools
 import math
@@ -53,8 +63,8 @@ from scipy import fft as sp_fft
 from rsvheat_mm.registry import TRANSFORMS
 
 __all__ = [
-    'frequency_sector_mask', 'split_frequency_views', 'RSVHeatFrequencyMasking',
-    'PackRSVHeatPretrainInputs'
+    'frequency_sector_mask', 'frequency_band_masks', 'split_frequency_views',
+    'RSVHeatFrequencyMasking', 'PackRSVHeatPretrainInputs'
 ]
 
 RATIO_MODES = ('area', 'radius')
@@ -109,18 +119,48 @@ def frequency_sector_mask(size: Tuple[int, int], ratio: float,
     raise ValueError(f'ratio_mode must be one of {RATIO_MODES}, got {mode!r}')
 
 
-def split_frequency_views(img: np.ndarray,
-                          mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def frequency_band_masks(size: Tuple[int, int], ratio: float, drop: float = 0.,
+                         mode: str = 'area') -> Tuple[np.ndarray, np.ndarray]:
+    """Low-frequency sector and high-frequency remainder, minus a dropped ring.
+
+    Args:
+        size (tuple[int, int]): Spectrum (= image) size ``(H, W)``.
+        ratio (float): Sector size, as in :func:`frequency_sector_mask`.
+        drop (float): Size of the ring just outside the sector that neither
+            view keeps, in the same unit as ``ratio`` (``'area'``: fraction
+            of coefficients; ``'radius'``: fraction of the diagonal). 0 keeps
+            every coefficient (``high == ~low``).
+        mode (str): ``'area'`` or ``'radius'``.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: Boolean ``(low, high)`` masks,
+        disjoint; their union misses exactly the dropped ring.
+    """
+    low = frequency_sector_mask(size, ratio, mode)
+    if drop <= 0:
+        return low, ~low
+    if mode == 'area':
+        h, w = int(size[0]), int(size[1])
+        k = int(low.sum()) + int(round(drop * h * w))
+        return low, _radius_rank(h, w) >= k
+    return low, ~frequency_sector_mask(size, ratio + drop, mode)
+
+
+def split_frequency_views(img: np.ndarray, mask: np.ndarray,
+                          high_mask: Optional[np.ndarray] = None
+                          ) -> Tuple[np.ndarray, np.ndarray]:
     """Low- and high-frequency views of ``img`` for a sector ``mask``.
 
     Args:
         img (np.ndarray): ``(H, W)`` or ``(H, W, C)``, any band count.
         mask (np.ndarray): Boolean ``(H, W)`` sector, True = low frequency.
+        high_mask (np.ndarray, optional): Boolean ``(H, W)`` coefficients of
+            the high view, disjoint from ``mask``. Defaults to ``~mask``.
 
     Returns:
         tuple[np.ndarray, np.ndarray]: ``(low, high)`` in float32 (float64
         for float64 input), ``low = IDCT(DCT(img) * mask)``,
-        ``high = img - low = IDCT(DCT(img) * ~mask)``.
+        ``high = IDCT(DCT(img) * high_mask)`` (``= img - low`` by default).
     """
     if img.dtype != np.float64:
         img = img.astype(np.float32, copy=False)
@@ -128,9 +168,15 @@ def split_frequency_views(img: np.ndarray,
     keep = mask if img.ndim == 2 else mask[..., None]
     low = sp_fft.idctn(spec * keep, type=2, norm='ortho', axes=(0, 1))
     low = low.astype(img.dtype, copy=False)
-    # The DCT is linear and orthonormal, so the complement's view is the
-    # residual: one inverse transform less, and low + high == img exactly.
-    return low, img - low
+    if high_mask is None:
+        # The DCT is linear and orthonormal, so the complement's view is the
+        # residual: one inverse transform less, and low + high == img exactly.
+        return low, img - low
+    if (high_mask & mask).any():
+        raise ValueError('split_frequency_views: the high mask overlaps the sector')
+    keep = high_mask if img.ndim == 2 else high_mask[..., None]
+    high = sp_fft.idctn(spec * keep, type=2, norm='ortho', axes=(0, 1))
+    return low, high.astype(img.dtype, copy=False)
 
 
 @TRANSFORMS.register_module()
@@ -148,8 +194,11 @@ class RSVHeatFrequencyMasking(BaseTransform):
 
     **Added Keys:** ``{key}_low``, ``{key}_high`` (float32, the image's
     shape) for each present key; ``freq_mask`` (bool ``(H, W)``, True =
-    low-frequency sector, for ``keys[0]``); ``mask_ratio`` (the drawn ratio);
-    ``mask_fraction`` (the fraction of coefficients in the sector).
+    low-frequency sector, for ``keys[0]``); ``freq_high_mask`` (bool
+    ``(H, W)``, the high view's coefficients; ``~freq_mask`` unless a band
+    is dropped); ``mask_ratio`` (the drawn ratio); ``mask_fraction`` (the
+    fraction of coefficients in the sector); ``drop_fraction`` (the fraction
+    in the dropped ring, 0 by default).
 
     Args:
         ratio_range (float | Sequence[float]): ``(low, high)`` of the
@@ -157,6 +206,10 @@ class RSVHeatFrequencyMasking(BaseTransform):
             ``(0.2, 0.3)`` (the paper's 20-30 %).
         ratio_mode (str): ``'area'`` (fraction of coefficients, default) or
             ``'radius'`` (fraction of the spectrum diagonal).
+        drop_range (float | Sequence[float], optional): ``(low, high)`` of
+            the uniformly drawn size of the ring dropped from both views
+            (same unit as the ratio), or one value. None (default) drops
+            nothing: the paper's split, ``low + high == image``.
         keys (Sequence[str]): Image keys sharing the mask; the first is
             required, the others are skipped when absent (unpaired samples).
             Defaults to ``('img', 'partner_img')``.
@@ -165,27 +218,49 @@ class RSVHeatFrequencyMasking(BaseTransform):
     def __init__(self,
                  ratio_range: Union[float, Sequence[float]] = (0.2, 0.3),
                  ratio_mode: str = 'area',
+                 drop_range: Optional[Union[float, Sequence[float]]] = None,
                  keys: Sequence[str] = ('img', 'partner_img')):
+        name = self.__class__.__name__
         if ratio_mode not in RATIO_MODES:
-            raise ValueError(f'{self.__class__.__name__}: ratio_mode must be one of '
-                             f'{RATIO_MODES}, got {ratio_mode!r}')
-        if isinstance(ratio_range, (int, float)):
-            ratio_range = (float(ratio_range), float(ratio_range))
-        ratio_range = tuple(float(r) for r in ratio_range)
+            raise ValueError(f'{name}: ratio_mode must be one of {RATIO_MODES}, got '
+                             f'{ratio_mode!r}')
+        ratio_range = self._range(ratio_range)
         # A radius beyond 1 diagonal already covers the whole spectrum.
         if len(ratio_range) != 2 or not 0 < ratio_range[0] <= ratio_range[1] <= 1:
-            raise ValueError(f'{self.__class__.__name__}: ratio_range must be (low, high) '
-                             f'with 0 < low <= high <= 1, got {ratio_range}')
+            raise ValueError(f'{name}: ratio_range must be (low, high) with '
+                             f'0 < low <= high <= 1, got {ratio_range}')
+        if drop_range is not None:
+            drop_range = self._range(drop_range)
+            if len(drop_range) != 2 or not 0 < drop_range[0] <= drop_range[1] or \
+                    ratio_range[1] + drop_range[1] >= 1:
+                raise ValueError(f'{name}: drop_range must be (low, high) with '
+                                 f'0 < low <= high and ratio + drop < 1 (something must '
+                                 f'remain for the high view), got {drop_range} with '
+                                 f'ratio_range {ratio_range}')
         if isinstance(keys, str) or not keys:
-            raise TypeError(f'{self.__class__.__name__}: keys must be a non-empty '
-                            f'sequence of result keys, got {keys!r}')
+            raise TypeError(f'{name}: keys must be a non-empty sequence of result keys, '
+                            f'got {keys!r}')
         self.ratio_range = ratio_range
         self.ratio_mode = ratio_mode
+        self.drop_range = drop_range
         self.keys = tuple(keys)
+
+    @staticmethod
+    def _range(value) -> tuple:
+        if isinstance(value, (int, float)):
+            return (float(value), float(value))
+        return tuple(float(r) for r in value)
 
     @cache_randomness
     def draw_ratio(self) -> float:
         low, high = self.ratio_range
+        return float(np.random.uniform(low, high)) if high > low else low
+
+    @cache_randomness
+    def draw_drop(self) -> float:
+        if self.drop_range is None:
+            return 0.
+        low, high = self.drop_range
         return float(np.random.uniform(low, high)) if high > low else low
 
     def transform(self, results: dict) -> dict:
@@ -194,6 +269,7 @@ class RSVHeatFrequencyMasking(BaseTransform):
             raise KeyError(f'{self.__class__.__name__}: the sample has no {first!r} '
                            f'(img_path={results.get("img_path")!r}); load the image first.')
         ratio = self.draw_ratio()
+        drop = self.draw_drop()
         masks = {}
         for key in self.keys:
             img = results.get(key)
@@ -206,18 +282,22 @@ class RSVHeatFrequencyMasking(BaseTransform):
                                  f'(img_path={results.get("img_path")!r})')
             size = img.shape[:2]
             if size not in masks:
-                masks[size] = frequency_sector_mask(size, ratio, self.ratio_mode)
+                masks[size] = frequency_band_masks(size, ratio, drop, self.ratio_mode)
+            low_mask, high_mask = masks[size]
             results[f'{key}_low'], results[f'{key}_high'] = split_frequency_views(
-                img, masks[size])
+                img, low_mask, high_mask if drop > 0 else None)
             if key == first:
-                results['freq_mask'] = masks[size]
+                results['freq_mask'], results['freq_high_mask'] = low_mask, high_mask
         results['mask_ratio'] = ratio
         results['mask_fraction'] = float(results['freq_mask'].mean())
+        results['drop_fraction'] = float(
+            (~(results['freq_mask'] | results['freq_high_mask'])).mean())
         return results
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(ratio_range={self.ratio_range}, '
-                f'ratio_mode={self.ratio_mode!r}, keys={self.keys})')
+                f'ratio_mode={self.ratio_mode!r}, drop_range={self.drop_range}, '
+                f'keys={self.keys})')
 
 
 def _to_chw(array: np.ndarray) -> torch.Tensor:
@@ -240,8 +320,9 @@ class PackRSVHeatPretrainInputs(BaseTransform):
     view, high view (raw pixel units; normalised by the data preprocessor).
     ``data_samples``: a :class:`mmengine.structures.BaseDataElement` with
     metainfo ``modality``, ``partner_modality`` (None when unpaired),
-    ``mask_ratio``, ``mask_fraction`` and ``meta_keys``; data fields
-    ``freq_mask`` (bool ``(H, W)``) and, for a pair, ``partner_inputs``
+    ``mask_ratio``, ``mask_fraction``, ``drop_fraction`` and ``meta_keys``;
+    data fields ``freq_mask`` and ``freq_high_mask`` (bool ``(H, W)``) and,
+    for a pair, ``partner_inputs``
     (``(3, C_partner, H, W)``). Samples without a partner are fine in the
     same batch: the contrastive term skips them.
 
@@ -279,11 +360,13 @@ class PackRSVHeatPretrainInputs(BaseTransform):
                                f'`partner_modality` (img_path={results.get("img_path")!r})')
             sample.partner_inputs = self._views(results, 'partner_img')
         inputs = self._views(results, 'img')
-        if 'freq_mask' in results:
-            sample.freq_mask = torch.from_numpy(np.array(results['freq_mask'], dtype=bool))
+        for key in ('freq_mask', 'freq_high_mask'):
+            if key in results:
+                sample.set_field(torch.from_numpy(np.array(results[key], dtype=bool)), key)
         meta = dict(modality=modality, partner_modality=partner_modality,
                     mask_ratio=results.get('mask_ratio'),
-                    mask_fraction=results.get('mask_fraction'))
+                    mask_fraction=results.get('mask_fraction'),
+                    drop_fraction=results.get('drop_fraction', 0.))
         meta.update({k: results[k] for k in self.meta_keys if k in results})
         sample.set_metainfo(meta)
         return dict(inputs=inputs, data_samples=sample)

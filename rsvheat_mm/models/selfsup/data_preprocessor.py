@@ -137,4 +137,3 @@ class RSVHeatPretrainDataPreprocessor(BaseDataPreprocessor):
             return x
         pad = x.new_zeros((x.shape[0], bands - x.shape[1]) + x.shape[2:])
         return torch.cat([x, pad], dim=1)
-

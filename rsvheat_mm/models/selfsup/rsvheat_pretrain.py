@@ -9,6 +9,7 @@ import copy
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+import torch.distributed as dist
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 # Sub-modules are built from mmpretrain's registry (which falls back to the
 # root, where rsvheat_mm's components live), so mmpretrain necks such as
@@ -21,6 +22,8 @@ from rsvheat_mm.registry import MODELS
 from .data_preprocessor import RSVHeatPretrainDataPreprocessor
 
 __all__ = ['RSVHeatPretrain']
+
+TARGET_MODES = ('image', 'cross')
 
 
 @MODELS.register_module()
@@ -41,9 +44,28 @@ class RSVHeatPretrain(BaseSelfSupervisor):
        of the low and of the high view; L_con ranks each image's embedding
        closest to its partner's (low with low, high with high), against the
        other images of the batch. Samples without a partner have no
-       positive (they only serve as negatives), and a batch without any
-       pair contributes a zero L_con that still reaches every projector
-       parameter (so DDP sees no unused parameters).
+       positive (they only serve as negatives).
+
+    Multi-process safety: the projector runs on *every* batch, paired or
+    not, so every rank enters the same collectives (the recipe's SyncBN
+    projector all-reduces its batch statistics in forward and backward; a
+    rank that skipped it would hang the others). A batch without any pair
+    embeds its images all the same and contributes ``0 * sum(embeddings)``:
+    L_con is exactly 0, every projector parameter gets a zero gradient (DDP
+    sees no unused parameter), and the loss of batches with pairs is
+    unchanged. The only skip: a one-image batch whose projector has no
+    cross-process statistics (per-process BatchNorm cannot normalise one
+    sample; nothing collective is missed).
+
+    Pretext variants (``target_mode``; the spec's section 3 asks for them):
+    the low and high views add up to the image, so with ``'image'`` (the
+    paper's description, default) the reconstruction target is entirely in
+    the encoder's input. ``'cross'`` withholds it: there is no fusion, each
+    view's features alone are decoded into the *other* view (low -> high,
+    high -> low), L_spa/L_fre averaging both directions. The other variant,
+    a frequency band dropped from both views, lives in the data pipeline
+    (``RSVHeatFrequencyMasking(drop_range=...)``) and works with either
+    mode. ``docs/pretraining.md`` compares them.
 
     The backbone is a plain :class:`RSVHeat` under ``backbone.``: the
     checkpoint initialises any downstream RSVHeat via
@@ -54,8 +76,9 @@ class RSVHeatPretrain(BaseSelfSupervisor):
             hold ``fuse_indices`` and ``contrast_index``; keep (0, 1, 2, 3)
             so the checkpoint also carries every output norm downstream
             models load.
-        neck (dict): Fusion config (:class:`RSVHeatFrequencyFusion`);
-            ``in_channels`` is filled in from the backbone when omitted.
+        neck (dict, optional): Fusion config (:class:`RSVHeatFrequencyFusion`);
+            ``in_channels`` is filled in from the backbone when omitted. Must
+            be None with ``target_mode='cross'`` (nothing is fused).
         decoder (dict): :class:`RSVHeatReconstructionDecoder` config;
             ``in_channels``, ``in_stride`` and ``out_channels`` (the
             backbone's stems) are filled in when omitted.
@@ -66,7 +89,7 @@ class RSVHeatPretrain(BaseSelfSupervisor):
             centring over the batch keeps the embeddings of different scenes
             from all pointing one way, where the cosine loss has no
             gradient); ``in_channels`` is filled in when omitted. It runs
-            only for batches with a pair (hence on at least two images).
+            on every batch (see above).
         loss_spa (dict): Pixel L1 config. Defaults to
             ``RSVHeatPixelL1Loss`` with weight 1.
         loss_fre (dict): Spectral L1 config. Defaults to
@@ -77,6 +100,9 @@ class RSVHeatPretrain(BaseSelfSupervisor):
             Defaults to (2, 3) (stages 3 and 4).
         contrast_index (int): Backbone stage embedded for L_con. Defaults
             to 3.
+        target_mode (str): ``'image'``: the fused features of both views
+            reconstruct the image (default, the paper's description);
+            ``'cross'``: each view's features predict the other view.
         data_preprocessor (dict, optional): Defaults to
             :class:`RSVHeatPretrainDataPreprocessor`.
         init_cfg (dict, optional): Initialisation config.
@@ -95,9 +121,16 @@ class RSVHeatPretrain(BaseSelfSupervisor):
                  loss_con: dict = dict(type='RSVHeatCosineContrastiveLoss', loss_weight=1.0),
                  fuse_indices: Sequence[int] = (2, 3),
                  contrast_index: int = 3,
+                 target_mode: str = 'image',
                  data_preprocessor: Optional[Union[dict, torch.nn.Module]] = None,
                  init_cfg: Optional[dict] = None):
         name = self.__class__.__name__
+        if target_mode not in TARGET_MODES:
+            raise ValueError(f'{name}: target_mode must be one of {TARGET_MODES}, got '
+                             f'{target_mode!r}')
+        if (neck is None) != (target_mode == 'cross'):
+            raise ValueError(f"{name}: target_mode='cross' decodes each view alone and "
+                             "needs neck=None; 'image' needs the fusion neck")
         backbone = MMPRETRAIN_MODELS.build(backbone) if isinstance(backbone, dict) else backbone
         for attr in ('dims', 'out_indices', 'in_channels'):
             if not hasattr(backbone, attr):
@@ -112,8 +145,9 @@ class RSVHeatPretrain(BaseSelfSupervisor):
         fuse_indices = tuple(fuse_indices)
         fused_dims = [backbone.dims[i] for i in fuse_indices]
 
-        neck = copy.deepcopy(neck)
-        neck.setdefault('in_channels', fused_dims)
+        if neck is not None:
+            neck = copy.deepcopy(neck)
+            neck.setdefault('in_channels', fused_dims)
         decoder = copy.deepcopy(decoder)
         decoder.setdefault('in_channels', fused_dims)
         decoder.setdefault('in_stride', 4 * 2**fuse_indices[0])
@@ -135,6 +169,7 @@ class RSVHeatPretrain(BaseSelfSupervisor):
                             f'frequency views), got {type(self.data_preprocessor).__name__}')
         self.fuse_indices = fuse_indices
         self.contrast_index = contrast_index
+        self.target_mode = target_mode
         self.decoder = MMPRETRAIN_MODELS.build(decoder)
         self.projector = MMPRETRAIN_MODELS.build(projector)
         self.loss_spa = MMPRETRAIN_MODELS.build(loss_spa)
@@ -191,10 +226,13 @@ class RSVHeatPretrain(BaseSelfSupervisor):
         """Run encoder, fusion and decoder on a preprocessed batch.
 
         Returns a dict with ``pred`` and ``target`` (``(N, bands, H, W)``,
-        normalised units), ``band_mask`` (``(N, bands)``), the low/high
-        stage-``contrast_index`` features ``low_feat``/``high_feat``,
-        ``modalities`` and ``pairs`` (indices of the paired primaries;
-        their partners are the rows after the ``B`` primaries, in order).
+        normalised units; with ``target_mode='cross'`` ``(2N, ...)``: the
+        high views predicted from the low ones, then the low views from the
+        high ones), ``band_mask`` (same rows, ``(rows, bands)``), the
+        low/high stage-``contrast_index`` features ``low_feat``/``high_feat``
+        (``N`` rows), ``modalities`` and ``pairs`` (indices of the paired
+        primaries; their partners are the rows after the ``B`` primaries, in
+        order).
         """
         img, low, high, mods, pairs = self._gather_batch(inputs, data_samples)
         n = img.shape[0]
@@ -205,14 +243,19 @@ class RSVHeatPretrain(BaseSelfSupervisor):
         feats = self.backbone(torch.cat([low, high]), modality=mods + mods)
         low_f = [f[:n] for f in feats]
         high_f = [f[n:] for f in feats]
-        fused = self.neck([self._stage(low_f, i) for i in self.fuse_indices],
-                          [self._stage(high_f, i) for i in self.fuse_indices])
-        pred = self.decoder(fused, img.shape[-2:], mods)
+        if self.target_mode == 'image':
+            fused = self.neck([self._stage(low_f, i) for i in self.fuse_indices],
+                              [self._stage(high_f, i) for i in self.fuse_indices])
+            out_mods, target = mods, img
+        else:  # 'cross': the low rows' features predict the high view and vice versa
+            fused = tuple(self._stage(feats, i) for i in self.fuse_indices)
+            out_mods, target = mods + mods, torch.cat([high, low])
+        pred = self.decoder(fused, img.shape[-2:], out_mods)
         bands = pred.shape[1]
-        band_counts = torch.tensor([self.backbone.in_channels[m] for m in mods],
+        band_counts = torch.tensor([self.backbone.in_channels[m] for m in out_mods],
                                    device=img.device)
         band_mask = torch.arange(bands, device=img.device)[None] < band_counts[:, None]
-        target = RSVHeatPretrainDataPreprocessor.pad_bands(img, bands)[:, :bands]
+        target = RSVHeatPretrainDataPreprocessor.pad_bands(target, bands)[:, :bands]
         return dict(pred=pred, target=target, band_mask=band_mask,
                     low_feat=self._stage(low_f, self.contrast_index),
                     high_feat=self._stage(high_f, self.contrast_index),
@@ -227,19 +270,33 @@ class RSVHeatPretrain(BaseSelfSupervisor):
         losses = dict(
             loss_spa=self.loss_spa(out['pred'], out['target'], out['band_mask']),
             loss_fre=self.loss_fre(out['pred'], out['target'], out['band_mask']))
-        pairs, b = out['pairs'], out['num_primary']
-        if pairs:
-            # Every primary image (paired or not) is a candidate, so unpaired
-            # ones serve as extra negatives; each view gets its own projector
-            # call (its own batch statistics with a BatchNorm projector).
-            pos = torch.tensor(pairs, device=out['low_feat'].device)
-            terms = []
-            for feat in (out['low_feat'], out['high_feat']):
-                z = self._embed(feat)
-                terms.append(self.loss_con(z[:b], z[b:], pos))
-            losses['loss_con'] = sum(terms) / 2
-        else:
-            # No pair in this batch: the term is skipped. The zero still
-            # reaches every projector parameter, so DDP finds no unused ones.
-            losses['loss_con'] = sum(p.sum() for p in self.projector.parameters()) * 0.
+        losses['loss_con'] = self._contrast(out['low_feat'], out['high_feat'], out['pairs'],
+                                            out['num_primary'])
         return losses
+
+    def _contrast(self, low_feat: Tensor, high_feat: Tensor, pairs: List[int],
+                  num_primary: int) -> Tensor:
+        """L_con of the rows ``[primaries..., partners...]`` (see the class
+        docstring for why the projector runs even without a pair)."""
+        rows = low_feat.shape[0]
+        if rows < 2 and not self._projector_syncs():
+            # Per-process BatchNorm cannot normalise one sample, and no
+            # other rank waits for this call: skip, still reaching every
+            # projector parameter.
+            return sum(p.sum() for p in self.projector.parameters()) * 0.
+        # Every primary image (paired or not) is a candidate, so unpaired
+        # ones serve as extra negatives; each view gets its own projector
+        # call (its own batch statistics with a BatchNorm projector).
+        embeddings = [self._embed(feat) for feat in (low_feat, high_feat)]
+        if not pairs:
+            return sum(z.sum() for z in embeddings) * 0.
+        pos = torch.tensor(pairs, device=low_feat.device)
+        b = num_primary
+        return sum(self.loss_con(z[:b], z[b:], pos) for z in embeddings) / 2
+
+    def _projector_syncs(self) -> bool:
+        """Whether the projector's statistics are shared across processes
+        (SyncBN in a multi-process run): then every rank must call it."""
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return False
+        return any(isinstance(m, torch.nn.SyncBatchNorm) for m in self.projector.modules())
