@@ -86,6 +86,34 @@ def segmentation_scores(pred, gt, num_classes, ignore_index=255, exclude=()):
                 OA=100 * tp.sum() / valid.sum(), IoU=100 * iou, F1=100 * f1)
 
 
+def toolbox_installed(name):
+    """Whether a toolbox is installed (found without importing it)."""
+    import importlib.util
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# Rotated detection needs mmrotate; mmdet 3.3 users often have none. Tests
+# marked `needs_mmrotate` are skipped with this reason by tests/conftest.py.
+MMROTATE_SKIP_REASON = ('mmrotate is not installed: rotated detection is not tested '
+                        '(install the official set or the OneDL set, both include mmrotate)')
+
+
+def blocked_env(*modules, **extra):
+    """:func:`python_env` in which ``import <module>`` fails as if not installed.
+
+    A ``sitecustomize`` (tests/blockers/) blocks the listed top-level modules
+    (``sys.modules[name] = None``) in every Python process started with this
+    environment.
+    """
+    env = python_env(**extra)
+    env['PYTHONPATH'] = osp.join(ROOT, 'tests', 'blockers') + os.pathsep + env['PYTHONPATH']
+    env['RSVHEAT_TEST_BLOCK_MODULES'] = ','.join(modules)
+    return env
+
+
 #: The tiny RS-vHeat of the CPU tests (one block per stage, C = 16) and its
 #: stage widths (strides 4/8/16/32).
 TINY_ARCH = dict(depths=[1, 1, 1, 1], embed_dims=16)
