@@ -1,16 +1,17 @@
 """Registries of rsvheat_mm.
 
-Every public component is registered twice by a single decorator:
+Every public component is registered by a single decorator:
 
 * in the ``rsvheat_mm`` child registry (scope ``rsvheat_mm``, with
   ``locations``), so ``type='rsvheat_mm.RSVHeat'`` resolves from any
   OpenMMLab config without ``custom_imports`` -- mmengine imports
   ``rsvheat_mm.registry`` for the scope and then the locations;
-* in MMEngine's root registry, so that after
-  ``custom_imports=dict(imports=['rsvheat_mm'])`` a bare ``type='RSVHeat'``
-  resolves under any default scope (mmpretrain, mmseg, mmdet, mmrotate):
-  each toolbox registry falls back to its root ancestor. Class names are
-  therefore distinctive (``RSVHeat*``, ``CD*``, ...).
+* and, by the ``root_registry`` patch of :mod:`rsvheat_mm.runtime_compat`
+  (on by default, switchable), in MMEngine's root registry through its public
+  ``register_module``, so that after ``custom_imports=dict(imports=['rsvheat_mm'])``
+  a bare ``type='RSVHeat'`` resolves under any default scope (mmpretrain,
+  mmseg, mmdet, mmrotate): each toolbox registry falls back to its root
+  ancestor. Class names are therefore distinctive (``RSVHeat*``, ``CD*``, ...).
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -31,28 +32,40 @@ from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
 
+from rsvheat_mm import runtime_compat
+
 # Everything registered by the package: toolbox-free modules plus the
 # toolbox-specific ones whose toolbox is installed (see utils/plugins.py).
 _LOCATIONS = ['rsvheat_mm.all_components']
 
 
 class PluginRegistry(Registry):
-    """A child registry whose members are also registered in its parent.
+    """A child registry that reports each registration to ``runtime_compat``.
 
-    The parent is always an MMEngine root registry here, so one
-    ``@MODELS.register_module()`` makes a class reachable both as
-    ``rsvheat_mm.Name`` and as a bare ``Name`` from every toolbox scope.
+    With the ``root_registry`` patch applied, one ``@MODELS.register_module()``
+    makes a class reachable both as ``rsvheat_mm.Name`` and as a bare ``Name``
+    from every toolbox scope; without it, only as ``rsvheat_mm.Name``.
     """
 
-    def _register_module(self, module, module_name=None, force=False):
-        super()._register_module(module, module_name, force)
-        if self.parent is not None:
-            self.parent._register_module(module, module_name, force)
+    def register_module(self, name=None, force=False, module=None):
+        if module is None:  # used as a decorator
+            def _register(cls):
+                self.register_module(name=name, force=force, module=cls)
+                return cls
+            return _register
+        super().register_module(name=name, force=force, module=module)
+        runtime_compat.registered(self, module, name)
+        return module
+
+
+CHILD_REGISTRIES = []
 
 
 def _child(name, parent):
-    return PluginRegistry(
+    registry = PluginRegistry(
         name, parent=parent, scope='rsvheat_mm', locations=_LOCATIONS)
+    CHILD_REGISTRIES.append(registry)
+    return registry
 
 
 MODELS = _child('model', MMENGINE_MODELS)

@@ -1,5 +1,8 @@
 """Safe checkpoint loading for mmengine on torch >= 2.6.
 
+(The ``safe_checkpoint`` patch of :mod:`rsvheat_mm.runtime_compat` routes
+mmengine's local checkpoint loading through :func:`load_checkpoint_safely`.)
+
 torch >= 2.6 unpickles checkpoints with ``weights_only=True`` by default and
 rejects everything but tensors and plain containers. mmengine 0.10.7 saves a
 little more (its ``HistoryBuffer`` log state and NumPy arrays/scalars in the
@@ -23,10 +26,7 @@ import pickle
 
 import torch
 
-__all__ = [
-    'UnsafeCheckpointError', 'load_checkpoint_safely', 'safe_globals',
-    'install_safe_checkpoint_loader'
-]
+__all__ = ['UnsafeCheckpointError', 'load_checkpoint_safely', 'safe_globals']
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -171,21 +171,3 @@ def load_checkpoint_safely(filename, map_location='cpu', allow_metadata=False):
             'code, so it was not loaded. If you produced this file yourself '
             'and trust it, re-save only its state dict: '
             "torch.save({'state_dict': sd}, path).") from None
-
-
-def _load_from_local(filename, map_location):
-    filename = osp.expanduser(filename)
-    return load_checkpoint_safely(filename, map_location=map_location)
-
-
-def install_safe_checkpoint_loader():
-    """Route mmengine's local checkpoint loading through the safe loader.
-
-    Covers ``Runner.resume``, ``load_from``, ``init_cfg=dict(type='Pretrained')``
-    and ``mmengine.runner.load_checkpoint`` for local paths (the prefix-less
-    scheme). Remote schemes use ``torch.hub.load_state_dict_from_url``, which
-    is weights-only on torch >= 2.6 as well.
-    """
-    from mmengine.runner.checkpoint import CheckpointLoader
-    if CheckpointLoader._schemes.get('') is not _load_from_local:
-        CheckpointLoader.register_scheme(prefixes='', force=True)(_load_from_local)

@@ -1,38 +1,59 @@
-"""Atomic local writes for everything mmengine saves.
+"""Atomic file writes (temporary file + rename).
 
-mmengine's ``LocalBackend.put`` opens the target and writes into it, so a
-job killed (pre-emption, OOM, Ctrl-C) while saving leaves a truncated
-checkpoint or results file under the final name. This backend writes to a
-temporary file in the same directory, fsyncs it and ``os.replace``s it onto
-the target: readers see the old file or the complete new one, never half of
-one. It replaces the ``local`` backend (prefixes '' and 'file'), which is
-what ``CheckpointHook``, ``Runner.save_checkpoint``, ``mmengine.dump`` and
-the toolboxes' result dumping use for plain paths.
+A job killed (pre-emption, OOM, Ctrl-C) while writing must never leave a
+truncated checkpoint or result under the final name. :func:`atomic_write`
+writes a temporary file in the target's directory, fsyncs it and
+``os.replace``s it onto the target: readers see the old file or the complete
+new one. :class:`AtomicLocalBackend` is mmengine's ``LocalBackend`` with
+atomic ``put``/``put_text``; the ``atomic_writes`` patch of
+:mod:`rsvheat_mm.runtime_compat` makes it mmengine's ``local`` backend (what
+``CheckpointHook``, ``Runner.save_checkpoint`` and ``mmengine.dump`` use for
+plain paths).
 """
 import os
 import os.path as osp
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import Union
 
-import mmengine
-from mmengine.fileio.backends import LocalBackend, register_backend
+from mmengine.fileio.backends import LocalBackend
+
+
+def _create_temp(directory: str, basename: str):
+    """A new file next to the target; the kernel applies umask/default ACLs."""
+    while True:
+        tmp = osp.join(directory, f'.{basename}.{secrets.token_hex(4)}.tmp')
+        try:
+            # 0o666 like open(): the process umask decides, as for any new file.
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0),
+                           0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write(data: Union[bytes, str], filepath: Union[str, Path],
                  encoding: str = 'utf-8') -> None:
-    """Write ``data`` to ``filepath`` atomically (temp file + rename)."""
+    """Write ``data`` to ``filepath`` atomically (temp file + fsync + rename).
+
+    Permissions are those ``open(filepath, 'wb')`` would give: a new file gets
+    ``0o666`` minus the umask; a replaced file keeps its mode.
+    """
     filepath = os.fspath(filepath)
     directory = osp.dirname(osp.abspath(filepath))
-    mmengine.mkdir_or_exist(directory)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(filepath)}.', suffix='.tmp',
-                               dir=directory)
+    os.makedirs(directory, exist_ok=True)
+    try:
+        old_mode = stat.S_IMODE(os.stat(filepath).st_mode)
+    except FileNotFoundError:
+        old_mode = None
+    fd, tmp = _create_temp(directory, osp.basename(filepath))
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data.encode(encoding) if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        if old_mode is not None:
+            os.chmod(tmp, old_mode)
         os.replace(tmp, filepath)
     except BaseException:
         if osp.exists(tmp):
@@ -48,8 +69,3 @@ class AtomicLocalBackend(LocalBackend):
 
     def put_text(self, obj: str, filepath: Union[str, Path], encoding: str = 'utf-8') -> None:
         atomic_write(obj, filepath, encoding)
-
-
-def install_atomic_local_backend() -> None:
-    """Make mmengine's local file backend write atomically."""
-    register_backend('local', AtomicLocalBackend, force=True, prefixes='')

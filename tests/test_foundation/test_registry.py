@@ -15,7 +15,7 @@ TINY = dict(type='RSVHeat', arch=dict(depths=[1, 1, 1, 1], embed_dims=16),
     ('mmpretrain', 'mmpretrain.registry'),
     ('mmseg', 'mmseg.registry'),
     ('mmdet', 'mmdet.registry'),
-    ('mmrotate', 'mmrotate.registry'),
+    pytest.param('mmrotate', 'mmrotate.registry', marks=pytest.mark.needs_mmrotate),
 ])
 def test_bare_name_resolves_under_each_default_scope(scope, registry_module):
     import importlib
@@ -76,32 +76,57 @@ def test_import_is_lazy_about_toolboxes():
         import mmseg
         from mmengine.registry import MODELS
         # toolbox-specific components appear once the toolbox is imported
-        import rsvheat_mm.utils.plugins as p
-        print('mmseg' in p._done)
+        from rsvheat_mm.utils.plugins import registered_toolboxes
+        print('mmseg' in registered_toolboxes() and MODELS.get('CDSiameseEncoderDecoder') is not None)
     """)
     lines = out.strip().splitlines()
     assert lines[-2] == '[]'
     assert lines[-1] == 'True'
 
 
-def test_version_check_message(monkeypatch):
+def test_version_check_message():
+    import rsvheat_mm
+    # mmcv 2.2.0: between the official line (< 2.2) and OneDL's (2.3.x)
+    with pytest.raises(ImportError, match=r'mmcv>=2.0.0,<2.2.0 \(official OpenMMLab line: mmcv\)'
+                       r' or mmcv>=2.3.0,<2.4.0 \(OneDL line: onedl-mmcv\), but mmcv==2.2.0'):
+        rsvheat_mm._check_versions({'mmcv': '2.2.0'})
+    with pytest.raises(ImportError, match=r'needs mmengine, which is not installed.*'
+                       r'RSVHEAT_STACK=onedl make install'):
+        rsvheat_mm._check_versions({'mmengine': None})
+    with pytest.raises(ImportError, match=r'torch>=2.4.0.*torch==2.3.1\+cpu'):
+        rsvheat_mm._check_versions({'torch': '2.3.1+cpu'})
+    # both lines' pinned sets pass
+    rsvheat_mm._check_versions({'mmengine': '0.10.7', 'mmcv': '2.0.1', 'torch': '2.14.1'})
+    rsvheat_mm._check_versions({'mmengine': '0.10.12', 'mmcv': '2.3.6', 'torch': '2.14.1'})
+
+
+def test_installed_version_works_for_either_distribution():
+    """Read from the module (version.py), whatever the distribution is called."""
     import importlib.metadata
+    import sys
+
+    import mmcv
+    import mmengine
 
     import rsvheat_mm
-    real = importlib.metadata.version
+    assert rsvheat_mm.installed_version('mmcv') == mmcv.__version__
+    assert rsvheat_mm.installed_version('mmengine') == mmengine.__version__
+    assert rsvheat_mm.installed_version('no_such_module_here') is None
+    dists = {d for m in ('mmcv', 'mmengine')
+             for d in importlib.metadata.packages_distributions().get(m, [])}
+    assert dists & {'mmcv', 'onedl-mmcv'} and dists & {'mmengine', 'onedl-mmengine'}
+    # without importing the package: from its version.py
+    out = _run("""
+        import sys, rsvheat_mm
+        for name in [m for m in sys.modules if m == 'mmcv' or m.startswith('mmcv.')]:
+            del sys.modules[name]
+        print(rsvheat_mm.installed_version('mmcv'), 'mmcv' in sys.modules)
+    """)
+    assert out.split()[-2:] == [mmcv.__version__, 'False']
+    assert sys.modules['mmcv'] is mmcv
 
-    def fake(pkg):
-        return '2.2.0' if pkg == 'mmcv' else real(pkg)
 
-    monkeypatch.setattr(importlib.metadata, 'version', fake)
-    with pytest.raises(ImportError, match=r'mmcv>=2.0.0,<2.2.0.*mmcv==2.2.0'):
-        rsvheat_mm._check_versions()
-    monkeypatch.setattr(importlib.metadata, 'version', real)
-    monkeypatch.setattr('torch.__version__', '2.3.1+cpu')
-    with pytest.raises(ImportError, match=r'torch>=2.4.0.*torch==2.3.1\+cpu'):
-        rsvheat_mm._check_versions()
-
-
+@pytest.mark.needs_mmrotate
 def test_mmrotate_imports_on_python311():
     out = _run("""
         import rsvheat_mm
