@@ -2,13 +2,13 @@
 from typing import Any, Dict, Optional, Sequence
 
 import torch
-from mmseg.models.data_preprocessor import SegDataPreProcessor
 
+from rsvheat_mm.models.seg_data_preprocessor import MultiBandSegDataPreProcessor
 from rsvheat_mm.registry import MODELS
 
 
 @MODELS.register_module()
-class BitemporalDataPreProcessor(SegDataPreProcessor):
+class BitemporalDataPreProcessor(MultiBandSegDataPreProcessor):
     """``SegDataPreProcessor`` for ``(num_dates * C, H, W)`` image pairs.
 
     ``mean``/``std`` are given for **one** date (as for a single image) and

@@ -3,6 +3,9 @@ _base_ = ['mmseg::_base_/models/upernet_swin.py']
 custom_imports = dict(imports=['rsvheat_mm'], allow_failed_imports=False)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
+    # mmseg's SegDataPreProcessor for any number of bands (multispectral, SAR,
+    # optical+SAR): newer mmseg (OneDL) accepts only 1 or 3 mean/std values.
+    data_preprocessor=dict(type='MultiBandSegDataPreProcessor'),
     backbone=dict(
         _delete_=True,
         type='RSVHeat',
