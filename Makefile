@@ -1,12 +1,20 @@
 # rsvheat_mm: every target installs (idempotently) what it needs first.
+# RSVHEAT_STACK=official (default: the pinned official OpenMMLab set, .venv) or
+# RSVHEAT_STACK=onedl (the OneDL forks, .venv-onedl); README "Installation".
+RSVHEAT_STACK ?= official
+export RSVHEAT_STACK
+ifeq ($(RSVHEAT_STACK),onedl)
+VENV ?= .venv-onedl
+else
 VENV ?= .venv
+endif
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-fast lint clean
 
 install:
-	@bash scripts/install.sh
+	@RSVHEAT_VENV=$(abspath $(VENV)) bash scripts/install.sh
 
 ## The main job on the bundled real samples (CPU is fine, ~10 min).
 demo: install

@@ -80,6 +80,8 @@ setup(
     install_requires=parse_requirements('runtime.txt'),
     extras_require=dict(
         mim=parse_requirements('mminstall.txt'),
+        # the OneDL line (onedl-mmcv has no wheels: scripts/install.sh builds it)
+        onedl=parse_requirements('mminstall-onedl.txt'),
         tests=parse_requirements('tests.txt'),
         optional=parse_requirements('optional.txt'),
     ),
