@@ -88,11 +88,12 @@ def replace_adaptive_pools(module: nn.Module) -> int:
 
 def prepare_for_export(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` ready to trace: eval mode, RS-vHeat backbones
-    in deploy mode with GEMM DCTs and unchunked MLPs, adaptive pools replaced,
+    in deploy mode with GEMM DCTs (tracing runs the MLPs unchunked), adaptive pools replaced,
     SyncBN reverted to BN."""
     from mmengine.model import revert_sync_batchnorm
 
-    from rsvheat_mm.models.backbones.rsvheat import HeatConduction2d, RSVHeat, RSVHeatBlock
+    from rsvheat_mm.models.backbones import RSVHeat
+    from rsvheat_mm.models.layers import HeatConduction2d
     model = revert_sync_batchnorm(copy.deepcopy(model)).cpu().eval()
     for m in model.modules():
         if isinstance(m, RSVHeat) and not m.deploy:
@@ -100,9 +101,6 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
     for m in model.modules():
         if isinstance(m, HeatConduction2d):
             m.dct_impl = 'matmul'
-            m.clear_cache()
-        elif isinstance(m, RSVHeatBlock):
-            m.mlp_chunk_bytes = 1 << 62  # instance override of the class default
     replace_adaptive_pools(model)
     return model
 

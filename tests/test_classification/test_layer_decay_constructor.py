@@ -3,7 +3,7 @@ import pytest
 import torch.nn as nn
 from mmengine.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS, init_default_scope
 
-from rsvheat_mm.engine.optimizers import get_rsvheat_layer_id
+from rsvheat_mm.models.backbones import RSVHeat
 
 DEPTHS = [1, 2, 1, 1]  # num_layers = 5 blocks + stem + head = 7
 TINY = dict(depths=DEPTHS, embed_dims=16)
@@ -29,8 +29,11 @@ def test_layer_ids():
         'stages.2.blocks.0.norm1.weight': 4, 'stages.3.blocks.0.op.linear.weight': 5,
         'norm3.weight': 6,
     }
+    backbone = RSVHeat(TINY)
     for name, layer in expect.items():
-        assert get_rsvheat_layer_id(name, DEPTHS) == (layer, 7), name
+        assert backbone.get_layer_depth(name) == (layer, 7), name
+        assert backbone.get_layer_depth('backbone.' + name, 'backbone.') == (layer, 7), name
+    assert backbone.get_layer_depth('head.fc.weight', 'backbone.') == (6, 7)
 
 
 def test_classifier_groups():
@@ -89,3 +92,24 @@ def test_needs_rsvheat_and_valid_rate():
         _build_optimizer(nn.Sequential(nn.Linear(2, 2)))
     with pytest.raises(ValueError, match='layer_decay_rate must be in'):
         _build_optimizer(nn.Linear(2, 2), rate=1.5)
+
+
+def test_mmpretrain_constructor_uses_get_layer_depth():
+    """mmpretrain's own layer-decay constructor asks the backbone for
+    ``get_layer_depth`` (as for its ViTs) and now works with RSVHeat."""
+    import mmpretrain  # noqa: F401
+    init_default_scope('mmpretrain')
+    model = MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='RSVHeat', arch=TINY, pretrain_img_size=64, out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=128)))
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type='LearningRateDecayOptimWrapperConstructor',
+        optim_wrapper_cfg=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)),
+        paramwise_cfg=dict(layer_decay_rate=0.5)))
+    groups = {g['param_name']: g for g in constructor(model).optimizer.param_groups}
+    assert groups['backbone.stems.optical.conv1.weight']['lr'] == pytest.approx(1e-3 * 0.5**6)
+    assert groups['backbone.stages.1.blocks.1.mlp.fc1.weight']['lr'] == pytest.approx(
+        1e-3 * 0.5**3)
+    assert groups['head.fc.weight']['lr'] == pytest.approx(1e-3)

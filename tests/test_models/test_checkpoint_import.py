@@ -198,3 +198,44 @@ def test_converter_tool(tmp_path):
     dst.init_weights()
     x = torch.randn(1, 3, 64, 64)
     assert_same(outputs(dst.eval(), x), outputs(src, x))
+
+
+def test_grids_resized_on_every_loading_path(tmp_path):
+    """A checkpoint built for another pretrain_img_size loads with its FVE/SCE
+    grids resized by plain load_state_dict, mmengine's load_checkpoint (what
+    ``load_from`` uses) with a ``backbone.`` prefix, and init_cfg alike."""
+    import torch.nn as nn
+    from mmengine.runner import load_checkpoint
+
+    from rsvheat_mm.models.layers import resize_embedding
+    tiny = dict(depths=[1, 1, 1, 1], embed_dims=16)
+    torch.manual_seed(0)
+    src = RSVHeat(tiny, in_channels=dict(optical=3), pretrain_img_size=64)
+    src.init_weights()
+    expect = {f'stages.{i}.{n}': resize_embedding(getattr(src.stages[i], n), grid)
+              for i, grid in enumerate([(24, 24), (12, 12), (6, 6), (3, 3)])
+              for n in ('fve', 'sce')}
+
+    def check(model):
+        for key, value in expect.items():
+            torch.testing.assert_close(model.state_dict()[key], value, msg=key)
+
+    dst = RSVHeat(tiny, in_channels=dict(optical=3), pretrain_img_size=96)
+    dst.load_state_dict(src.state_dict())
+    check(dst)
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = RSVHeat(tiny, in_channels=dict(optical=3), pretrain_img_size=96)
+
+    path = str(tmp_path / 'ckpt.pth')
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in src.state_dict().items()}}, path)
+    wrapped = Wrapper()
+    load_checkpoint(wrapped, path, strict=True)
+    check(wrapped.backbone)
+
+    via_init = RSVHeat(tiny, in_channels=dict(optical=3), pretrain_img_size=96,
+                       init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone.'))
+    via_init.init_weights()
+    check(via_init)

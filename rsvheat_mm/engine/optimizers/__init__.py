@@ -1,4 +1,3 @@
-from .layer_decay_constructor import (RSVHeatLayerDecayOptimWrapperConstructor,
-                                      get_rsvheat_layer_id)
+from .layer_decay_constructor import RSVHeatLayerDecayOptimWrapperConstructor
 
-__all__ = ['RSVHeatLayerDecayOptimWrapperConstructor', 'get_rsvheat_layer_id']
+__all__ = ['RSVHeatLayerDecayOptimWrapperConstructor']

@@ -1,15 +1,16 @@
 """Layer-wise learning-rate decay for models built on :class:`RSVHeat`.
 
-mmpretrain's ``LearningRateDecayOptimWrapperConstructor`` asks the model for
-``get_layer_depth`` (which RSVHeat, an mmseg ``EncoderDecoder`` or our
-multimodal segmentor do not have) and only exists under mmpretrain. This
-constructor derives the depth from RSVHeat's parameter names instead, so the
-same ``optim_wrapper`` works in mmpretrain, mmseg, mmdet and mmrotate
-configs, and it reuses mmengine's ``DefaultOptimWrapperConstructor`` for all
-the weight-decay rules (``custom_keys``, ``norm_decay_mult``, ...).
+mmpretrain's ``LearningRateDecayOptimWrapperConstructor`` asks the model's
+backbone for ``get_layer_depth`` (which :class:`RSVHeat` has) but exists only
+under mmpretrain and only looks at ``model.backbone``. This constructor asks
+every :class:`RSVHeat` inside the model (a segmentor's, a siamese change
+detector's, ...), so the same ``optim_wrapper`` works in mmpretrain, mmseg,
+mmdet and mmrotate configs, and it reuses mmengine's
+``DefaultOptimWrapperConstructor`` for all the weight-decay rules
+(``custom_keys``, ``norm_decay_mult``, ...).
 """
 from collections import defaultdict
-from typing import List, Sequence, Tuple
+from typing import List
 
 import torch.nn as nn
 from mmengine.logging import print_log
@@ -18,41 +19,12 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from rsvheat_mm.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 
-def get_rsvheat_layer_id(name: str, depths: Sequence[int]) -> Tuple[int, int]:
-    """Layer id of an RSVHeat parameter (name relative to the backbone).
-
-    ``stems.*`` -> 0; ``stages.<i>.blocks.<j>.*`` -> ``sum(depths[:i]) + j + 1``;
-    the stage's shared ``fve``/``sce`` take the id of its first block (the
-    earliest user); ``stages.<i>.downsample.*`` the id of the stage's last
-    block (as mmpretrain's Swin does); the output norms ``norm<i>`` and
-    anything else the top id ``num_layers - 1``, like the heads.
-
-    Returns:
-        tuple[int, int]: ``(layer_id, num_layers)`` with
-        ``num_layers = sum(depths) + 2``.
-    """
-    num_layers = sum(depths) + 2
-    parts = name.split('.')
-    if parts[0] == 'stems':
-        return 0, num_layers
-    if parts[0] == 'stages' and len(parts) > 2:
-        stage = int(parts[1])
-        offset = sum(depths[:stage])
-        if parts[2] == 'blocks':
-            return offset + int(parts[3]) + 1, num_layers
-        if parts[2] == 'downsample':
-            return offset + depths[stage], num_layers
-        if parts[2] in ('fve', 'sce'):
-            return offset + 1, num_layers
-    return num_layers - 1, num_layers
-
-
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class RSVHeatLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Layer-wise lr decay and RS-vHeat's no-weight-decay rules.
 
     The learning rate of a parameter with layer id ``l`` (see
-    :func:`get_rsvheat_layer_id`; heads, necks and the backbone's output
+    :meth:`RSVHeat.get_layer_depth`; heads, necks and the backbone's output
     norms are the last layer) is multiplied by
     ``layer_decay_rate ** (num_layers - 1 - l)``, on top of any ``lr_mult``
     from ``custom_keys``. Every :class:`RSVHeat` in the model is handled
@@ -112,8 +84,7 @@ class RSVHeatLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             for prefix, backbone in backbones:
                 head = f'{prefix}.' if prefix else ''
                 if name.startswith(head):
-                    layer_id, num_layers = get_rsvheat_layer_id(
-                        name[len(head):], backbone.depths)
+                    layer_id, num_layers = backbone.get_layer_depth(name, head)
                     break
             scale = self.layer_decay_rate**(num_layers - 1 - layer_id)
             group['lr'] = group.get('lr', self.base_lr) * scale

@@ -23,7 +23,6 @@ from collections import OrderedDict
 from typing import Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from mmengine.logging import print_log
 
 from rsvheat_mm.utils.checkpoint import load_checkpoint_safely
@@ -121,17 +120,6 @@ def adapt_stem_conv(weight: torch.Tensor, bands: int) -> torch.Tensor:
     return mean.repeat(1, bands, 1, 1) * (src / bands)
 
 
-def _resize_grid(value: torch.Tensor, size, mode: str) -> torch.Tensor:
-    if tuple(value.shape[:2]) == tuple(size):
-        return value
-    if mode == 'zero_pad':
-        from .rsvheat import resize_embedding
-        return resize_embedding(value, size, 'zero_pad')
-    grid = value.permute(2, 0, 1).unsqueeze(0).float()
-    out = F.interpolate(grid, size=size, mode=mode, align_corners=False)
-    return out[0].permute(1, 2, 0).to(value.dtype)
-
-
 def extract_backbone_state_dict(ckpt, prefix: Optional[str] = None,
                                 filename: str = '<checkpoint>'):
     """The raw backbone state dict inside a checkpoint object."""
@@ -199,17 +187,9 @@ def load_converted_state_dict(model, state, filename='<state_dict>', logger='cur
     """Resize grids, fill missing stems and load ``state`` (our key names)."""
     own = model.state_dict()
     state = dict(state)
-    # Grids follow this model's pretrain_img_size.
-    for key in list(state):
-        if re.match(r'stages\.\d+\.(fve|sce)$', key) and key in own:
-            i = int(key.split('.')[1])
-            mode = model.stages[i].embed_interp
-            if key.endswith('sce') and mode == 'zero_pad':
-                mode = 'bilinear'
-            if state[key].shape != own[key].shape:
-                state[key] = _resize_grid(state[key], own[key].shape[:2], mode)
-        elif re.search(r'op\.k_pre$', key) and key in own and state[key].shape != own[key].shape:
-            state[key] = _resize_grid(state[key], own[key].shape[:2], 'bilinear')
+    # FVE/SCE grids follow this model's pretrain_img_size: RSVHeat resizes
+    # them in its load_state_dict pre-hook, on every loading path.
+    model._resize_grids_on_load(state, '')
 
     # Stems: adapt band counts; initialise absent modalities from 'optical'.
     src_stems = {k.split('.')[1] for k in state if k.startswith('stems.')}

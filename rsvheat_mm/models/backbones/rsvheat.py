@@ -3,6 +3,8 @@
 One class serves mmpretrain, mmsegmentation, mmdetection and mmrotate: it
 takes ``(B, bands, H, W)`` images of any (also non-square) size and returns
 the stage features at strides 4/8/16/32 as ``(B, C_i, H_i, W_i)`` tensors.
+The heat conduction layer and its maths are in ``models/layers``; this file
+holds the stems, blocks, stages and the backbone.
 """
 import contextlib
 import math
@@ -15,20 +17,19 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
+from mmengine.logging import print_log
 from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from rsvheat_mm.registry import MODELS
+from ..layers.block_autograd import BlockConfig, fused_block
+from ..layers.embedding import INTERP_MODES, resize_embedding
 from ..layers.fused_ops import capturing_graph, linear
-from ..layers.heat_conduction import DCT_IMPLS, dct2d, heat_conduction, heat_decay, idct2d
-
-_INTERP_MODES = ('bilinear', 'bicubic', 'zero_pad')
-
-
-def _lean_inference() -> bool:
-    """Eager inference, where buffers may be reused in place (not while
-    autograd records, nor while tracing/exporting/compiling a graph)."""
-    return not (torch.is_grad_enabled() or capturing_graph())
+from ..layers.hco_layer import HeatConduction2d, cacheable, hooks_registered, lean_inference
+from ..layers.heat_conduction import DCT_IMPLS, heat_decay
+from ..layers.resolution_cache import ResolutionCache
+from .convert import load_pretrained_rsvheat
 
 
 def _selective_checkpoint_context():
@@ -37,10 +38,8 @@ def _selective_checkpoint_context():
     The outputs of the GEMMs and convolutions (the expensive ops) are kept;
     everything else -- norms, activations, the gating product, the residual
     arithmetic and the DCT, which are cheap to redo from the saved
-    in-projection -- is recomputed in backward. Measured for RS-vHeat-B
-    training steps at 512-1024 px (docs/benchmark.md): 56-59 % of the
-    tensor peak for at most 3 % more time; full checkpointing 26-41 % for
-    5-26 % more.
+    in-projection -- is recomputed in backward (trade-offs measured in
+    docs/benchmark.md).
     """
     from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
     save = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default,
@@ -63,33 +62,17 @@ def _cp_mode(with_cp) -> Optional[str]:
                          f'got {with_cp!r}') from None
 
 
-def resize_embedding(emb: Tensor, size: Tuple[int, int], mode: str = 'bilinear',
-                     pad_value: Optional[Tensor] = None) -> Tensor:
-    """Resize a stage embedding of shape ``(H0, W0, C)`` to ``size``.
-
-    ``bilinear``/``bicubic`` interpolate (align_corners=False) as the official
-    RS-vHeat checkpoint loader does. ``zero_pad`` treats the grid as
-    frequencies (vHeat's offline script): it keeps the low-frequency corner
-    and pads the high-frequency end with ``pad_value`` (default 0) or crops
-    it when the target is smaller.
-    """
-    h0, w0 = emb.shape[0], emb.shape[1]
-    h, w = size
-    if (h0, w0) == (h, w):
-        return emb
-    if mode == 'zero_pad':
-        out = emb[:h, :w]
-        if h > h0 or w > w0:
-            fill = emb.new_zeros((h, w, emb.shape[-1]))
-            if pad_value is not None:
-                fill = fill + pad_value.to(emb.dtype)
-            fill[:min(h, h0), :min(w, w0)] = out
-            out = fill
-        return out
-    grid = emb.permute(2, 0, 1).unsqueeze(0)
-    # Interpolate in fp32: bicubic is not implemented for bf16 on every device.
-    out = F.interpolate(grid.float(), size=(h, w), mode=mode, align_corners=False)
-    return out.to(emb.dtype)[0].permute(1, 2, 0)
+def _check_finite(x: Tensor) -> None:
+    if not x.is_floating_point() or x.device.type == 'meta' or is_fake(x):
+        return  # (fake/meta tensors: shape propagation has no values to check)
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(
+            f'RSVHeat: the input has {bad} NaN/Inf values of {x.numel()} (shape '
+            f'{tuple(x.shape)}). The heat conduction is global, so one non-finite pixel '
+            'would make every output feature NaN. Fill or mask nodata before the model '
+            '(e.g. the GeoTIFF loaders\' nodata handling, or tools/infer.py, which treats '
+            'NaN as nodata), or pass check_finite=False to RSVHeat to skip this check.')
 
 
 class RSVHeatStem(BaseModule):
@@ -110,10 +93,11 @@ class RSVHeatStem(BaseModule):
     def forward(self, x: Tensor) -> Tensor:
         # channels_last convolutions: the permutes to (B, H, W, C) are free
         # views, and no full-resolution intermediate outlives its use (the
-        # stem's are the largest tensors of the network at stride 2).
-        x = self.conv1(x.contiguous(memory_format=torch.channels_last))
-        x = self.norm1(x.permute(0, 2, 3, 1))
-        x = torch.ops.aten.gelu_(x) if _lean_inference() else F.gelu(x)
+        # stem's are the largest tensors of the network, at stride 2).
+        # (the conv1 output is freed when norm1 returns, before GELU)
+        x = self.norm1(self.conv1(x.contiguous(memory_format=torch.channels_last))
+                       .permute(0, 2, 3, 1))
+        x = F.gelu(x)
         x = self.conv2(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return self.norm2(x)
 
@@ -131,179 +115,37 @@ class RSVHeatDownsample(BaseModule):
         return self.norm(x)
 
 
-class HeatConduction2d(BaseModule):
-    """The HCO layer of a block (``op``): correction learner + heat2d.
+class RSVHeatMlp(BaseModule):
+    """Per-pixel MLP C -> 4C -> C (the 1x1 convs of the paper as Linears).
 
-    ``x = LN(ReLU(x + SCE))`` (only with the SCE), depth-wise 3x3 conv,
-    ``u, z = Linear_{C->2C}``, ``u = HCO(u, K)``, ``LN(u) * SiLU(z)``,
-    ``Linear_{C->C}``. ``K = ReLU(to_k(FVE))`` depends only on the weights
-    and the resolution, so in eval mode the decay ``exp(-K * lam)`` is cached
-    per resolution (invalidated when the weights change or ``train()`` is
-    called) and, after :meth:`switch_to_deploy`, ``to_k`` is gone altogether.
-
-    All tensors are channels-last ``(B, H, W, C)``: the linear layers are
-    plain GEMMs, the LayerNorms are fused kernels and the DCT runs on the
-    spatial axes without any permute.
+    In inference on large maps the MLP runs on bands of rows, so the 4C-wide
+    hidden activations (the largest tensors of a block) never exist for the
+    whole map at once; the output is the same full tensor.
     """
 
-    def __init__(self, dims: int, use_sce: bool = True, dct_impl: str = 'auto',
-                 deploy: bool = False, grid: Tuple[int, int] = (56, 56),
-                 init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self.dims = dims
-        self.use_sce = use_sce
-        self.dct_impl = dct_impl
-        if use_sce:
-            self.norm1 = nn.LayerNorm(dims)
-        self.dwconv = nn.Conv2d(dims, dims, 3, 1, 1, groups=dims)
-        self.linear = nn.Linear(dims, 2 * dims)
-        self.out_norm = nn.LayerNorm(dims)
-        self.out_linear = nn.Linear(dims, dims)
-        self.deploy = deploy
-        if deploy:
-            # Pre-activation K on the FVE grid (see k_preactivation) and
-            # to_k(0) = its bias, the value of zero-padded FVE entries.
-            self.register_buffer('k_pre', torch.zeros(grid[0], grid[1], dims))
-            self.register_buffer('k_pad', torch.zeros(dims))
-        else:
-            self.to_k = nn.Linear(dims, dims)
-        self._decay_cache: Dict[tuple, Tensor] = {}
-
-    # -- conductivity ----------------------------------------------------------
-    def k_preactivation(self, fve: Optional[Tensor]) -> Tensor:
-        """``to_k(FVE)`` on the FVE's own grid (before ReLU and resizing).
-
-        Bilinear/bicubic resizing is a convex combination of grid values and
-        ``to_k`` is affine, so ``resize(to_k(FVE)) == to_k(resize(FVE))``
-        exactly: running ``to_k`` on the small pretraining grid instead of
-        the (possibly huge) feature map changes no output and saves
-        ``H*W*C^2`` MACs per block and forward.
-        """
-        if self.deploy:
-            return self.k_pre
-        return self.to_k(fve)
-
-    def _decay_key(self, fve, size, device, dtype):
-        src = [self.k_pre, self.k_pad] if self.deploy else [fve, self.to_k.weight, self.to_k.bias]
-        # Tensor versions change on every in-place update (optimizer steps,
-        # load_state_dict), which invalidates the cached decay.
-        return (size, device, dtype) + tuple((t.data_ptr(), t._version) for t in src)
-
-    def decay(self, fve: Optional[Tensor], size: Tuple[int, int],
-              interp: str = 'bilinear') -> Tensor:
-        """``exp(-K * lam)`` at ``size``, shape ``(H, W, C)``, float32."""
-
-        def compute():
-            k = self.k_preactivation(fve)
-            pad = None
-            if interp == 'zero_pad':
-                # FVE zero-padding == padding to_k(FVE) with to_k's bias.
-                pad = self.k_pad if self.deploy else self.to_k.bias
-            k = F.relu(resize_embedding(k, size, interp, pad))
-            return heat_decay(k)
-
-        if self.training or torch.compiler.is_compiling() or torch.is_grad_enabled() and any(
-                p.requires_grad for p in self._k_sources(fve)):
-            # (torch.compile traces the computation into the graph instead)
-            return compute()
-        ref = self.k_pre if self.deploy else fve
-        key = self._decay_key(fve, size, ref.device, ref.dtype) + (interp, )
-        cached = self._decay_cache.get(key)
-        if cached is None:
-            # Outside inference mode: a frozen stage in eval mode may be part
-            # of a graph that saves the decay for backward.
-            with torch.inference_mode(False), torch.no_grad():
-                cached = compute()
-            # One entry per resolution; entries of outdated weights are dropped.
-            self._decay_cache = {
-                k: v for k, v in self._decay_cache.items() if k[3:] == key[3:]
-            }
-            self._decay_cache[key] = cached
-        return cached
-
-    def _k_sources(self, fve):
-        if self.deploy:
-            return []
-        return [fve, self.to_k.weight, self.to_k.bias]
-
-    def clear_cache(self):
-        self._decay_cache = {}
-
-    def train(self, mode: bool = True):
-        self.clear_cache()
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self.clear_cache()
-        return super()._load_from_state_dict(*args, **kwargs)
-
-    # -- forward ---------------------------------------------------------------
-    def _mix(self, x: Tensor, sce: Optional[Tensor]) -> Tensor:
-        """Correction learner (``LN(ReLU(x + SCE))``) and depth-wise conv."""
-        if self.use_sce:
-            x = x + sce
-            x = self.norm1(F.relu(x, inplace=_lean_inference()))
-        return self.dwconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-
-    def _in_proj(self, t: Tensor, half: int) -> Tensor:
-        # Two half-GEMMs give contiguous u and z (one C->2C GEMM plus a slice
-        # would hand the DCT a strided tensor).
-        c = self.dims
-        sl = slice(0, c) if half == 0 else slice(c, 2 * c)
-        return linear(t, self.linear.weight[sl], self.linear.bias[sl])
-
-    def pre_heat(self, x: Tensor, sce: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        """Correction learner, depth-wise conv and in-projection: ``(u, z)``."""
-        t = self._mix(x, sce)
-        return self._in_proj(t, 0), self._in_proj(t, 1)
-
-    def heat(self, u: Tensor, decay: Tensor) -> Tensor:
-        """The heat conduction itself, ``IDCT(DCT(u) * decay)``."""
-        return heat_conduction(u, decay, channels_last=True, impl=self.dct_impl)
-
-    def post_heat(self, u: Tensor, z: Tensor) -> Tensor:
-        """``Linear(LN(u) * SiLU(z))``."""
-        return linear(self.out_norm(u) * F.silu(z), self.out_linear.weight, self.out_linear.bias)
-
-    def forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
-        if _lean_inference():
-            return self._forward_lean(x, decay, sce)
-        u, z = self.pre_heat(x, sce)
-        return self.post_heat(self.heat(u, decay), z)
-
-    def _forward_lean(self, x: Tensor, decay: Tensor, sce: Optional[Tensor]) -> Tensor:
-        """Inference: the same maths with every C x H x W buffer freed (or
-        reused in place) as early as possible -- at 1024 px each one is 32 MiB
-        in the first stage. ``u`` is never bound to a name here, so the DCT
-        frees it after its first axis."""
-        t = self._mix(x, sce)
-        z = self._in_proj(t, 1)
-        box = [self._in_proj(t, 0)]
-        del t
-        # pop(): dct2d holds the only reference to u and frees it early
-        spec = dct2d(box.pop(), channels_last=True, impl=self.dct_impl)
-        spec.mul_(decay.to(spec.dtype))
-        box.append(spec)
-        del spec
-        u = idct2d(box.pop(), channels_last=True, impl=self.dct_impl)
-        n = self.out_norm(u)
-        del u
-        n.mul_(F.silu(z, inplace=True))
-        del z
-        return linear(n, self.out_linear.weight, self.out_linear.bias)
-
-
-class RSVHeatMlp(BaseModule):
-    """Per-pixel MLP C -> 4C -> C (the 1x1 convs of the paper as Linears)."""
+    #: Largest hidden activation (bytes) built at once in inference (16 MiB:
+    #: e.g. 32 rows of a 256 px wide, C=128 map).
+    chunk_bytes = 16 << 20
 
     def __init__(self, dims: int, hidden_dims: int, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.fc1 = nn.Linear(dims, hidden_dims)
         self.fc2 = nn.Linear(hidden_dims, dims)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _mlp(self, x: Tensor) -> Tensor:
         h = linear(x, self.fc1.weight, self.fc1.bias, activation='gelu')
         return linear(h, self.fc2.weight, self.fc2.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: ``(B, H, W, C)``."""
+        row_bytes = x.shape[0] * x.shape[2] * self.fc1.out_features * x.element_size()
+        if not lean_inference() or x.dim() != 4 or row_bytes * x.shape[1] <= self.chunk_bytes:
+            return self._mlp(x)
+        rows = max(1, self.chunk_bytes // row_bytes)
+        out = x.new_empty(x.shape[:-1] + (self.fc2.out_features, ))
+        for r in range(0, x.shape[1], rows):
+            out[:, r:r + rows] = self._mlp(x[:, r:r + rows])
+        return out
 
 
 class RSVHeatBlock(BaseModule):
@@ -345,62 +187,86 @@ class RSVHeatBlock(BaseModule):
             self.gamma1 = self.gamma2 = None
         self.layer_scale_init_value = layer_scale_init_value
 
-    def _residual(self, x: Tensor, y: Tensor, gamma: Optional[Tensor],
-                  out: Optional[Tensor] = None) -> Tensor:
+    def _residual(self, x: Tensor, y: Tensor, gamma: Optional[Tensor]) -> Tensor:
         """``x + DropPath(gamma * y)``; one fused pass when DropPath is off."""
         if isinstance(self.drop_path, nn.Identity) or not self.training:
-            if out is None and _lean_inference():
-                out = y  # inference: y is a temporary of this block, reuse it
-            if gamma is None:
-                return torch.add(x, y, out=out)
-            return torch.addcmul(x, y, gamma, out=out)
+            return x + y if gamma is None else torch.addcmul(x, y, gamma)
         y = y if gamma is None else y * gamma
         return x + self.drop_path(y)
 
-    def _mlp_branch(self, x: Tensor) -> Tensor:
-        if self.norm_position == 'post':
-            return self.norm2(self.mlp(x))
-        return self.mlp(self.norm2(x))
-
-    def _forward(self, x, decay: Tensor, sce: Optional[Tensor]) -> Tensor:
-        if isinstance(x, list):
-            x = x.pop()  # see RSVHeatStage.forward
+    def _forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor]) -> Tensor:
         if self.norm_position == 'post':
             x = self._residual(x, self.norm1(self.op(x, decay, sce)), self.gamma1)
-        else:
-            x = self._residual(x, self.op(self.norm1(x), decay, sce), self.gamma1)
-        hidden_row = x.shape[0] * x.shape[2] * self.mlp.fc1.out_features * x.element_size()
-        if not _lean_inference() or hidden_row * x.shape[1] <= self.mlp_chunk_bytes:
-            return self._residual(x, self._mlp_branch(x), self.gamma2)
-        # Inference on large maps: the MLP is per pixel, so run it on bands of
-        # rows. The 4C-wide hidden activations (the largest tensors of the
-        # network) then never exist for the whole map at once.
-        out = torch.empty_like(x)
-        rows = max(1, self.mlp_chunk_bytes // hidden_row)
-        for r in range(0, x.shape[1], rows):
-            xs = x[:, r:r + rows]
-            self._residual(xs, self._mlp_branch(xs), self.gamma2, out=out[:, r:r + rows])
-        return out
+            return self._residual(x, self.norm2(self.mlp(x)), self.gamma2)
+        x = self._residual(x, self.op(self.norm1(x), decay, sce), self.gamma1)
+        return self._residual(x, self.mlp(self.norm2(x)), self.gamma2)
 
-    # Largest MLP hidden activation (bytes) built at once in inference;
-    # larger maps run the MLP on bands of rows (16 MiB: e.g. 32 rows of a
-    # 256 px wide, C=128 map).
-    mlp_chunk_bytes = 16 << 20
-
-    def forward(self, x, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
-        """``x``: (B, H, W, C), or a one-element list holding it (the block
-        then holds the only reference and frees it after the first residual)."""
-        if isinstance(x, list):
-            if self.with_cp and x[-1].requires_grad:
-                x = x.pop()
-            else:
-                return self._forward(x, decay, sce)
+    def forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
+        """``x``: ``(B, H, W, C)``; ``decay``: ``exp(-K * lam)`` at its size,
+        ``(H, W, C)``; ``sce``: the stage's SCE at its size (or None)."""
         if self.with_cp and x.requires_grad:
             if self.with_cp == 'selective':
                 return cp.checkpoint(self._forward, x, decay, sce, use_reentrant=False,
                                      context_fn=_selective_checkpoint_context)
             return cp.checkpoint(self._forward, x, decay, sce, use_reentrant=False)
         return self._forward(x, decay, sce)
+
+    def forward_owned(self, owner: list, decay: Tensor, sce: Optional[Tensor]) -> Tensor:
+        """:meth:`forward` for lean inference with no hooks registered (see
+        :meth:`RSVHeat.forward`): takes its input out of ``owner``, the only
+        reference, so the input is freed after the first residual, and adds
+        each residual into the branch output, which nothing else can see."""
+        x = owner.pop()
+        if self.norm_position == 'post':
+            y = self.norm1(self.op(x, decay, sce))
+        else:
+            y = self.op(self.norm1(x), decay, sce)
+        x = self._residual_into(x, y, self.gamma1)
+        del y
+        y = self.norm2(self.mlp(x)) if self.norm_position == 'post' else self.mlp(self.norm2(x))
+        return self._residual_into(x, y, self.gamma2)
+
+    @staticmethod
+    def _residual_into(x: Tensor, y: Tensor, gamma: Optional[Tensor]) -> Tensor:
+        return torch.add(x, y, out=y) if gamma is None else torch.addcmul(x, y, gamma, out=y)
+
+    def forward_fused(self, x: Tensor, k_pre: Tensor, k_pad: Optional[Tensor],
+                      sce: Optional[Tensor], interp: str) -> Tensor:
+        """:meth:`forward` as one autograd function for training (see
+        :mod:`~rsvheat_mm.models.layers.block_autograd`): same outputs and
+        gradients, 4-5 activation-sized tensors saved instead of ~25. Takes
+        the conductivity grid ``to_k(FVE)`` instead of the decay, which it
+        rebuilds in backward."""
+        size = (x.shape[1], x.shape[2])
+
+        def decay_fn(k, pad):
+            return heat_decay(F.relu(resize_embedding(k, size, interp, pad)))
+
+        op = self.op
+        cfg = BlockConfig(self.norm_position == 'post', op.use_sce, op.dct_impl,
+                          dict(b1=self.norm1.eps, b2=self.norm2.eps,
+                               op1=op.norm1.eps if op.use_sce else 0., on=op.out_norm.eps),
+                          decay_fn)
+        weights = [self.norm1.weight, self.norm1.bias,
+                   op.norm1.weight if op.use_sce else None,
+                   op.norm1.bias if op.use_sce else None,
+                   op.dwconv.weight, op.dwconv.bias, op.linear.weight, op.linear.bias,
+                   op.out_norm.weight, op.out_norm.bias, op.out_linear.weight,
+                   op.out_linear.bias, self.norm2.weight, self.norm2.bias,
+                   self.mlp.fc1.weight, self.mlp.fc1.bias, self.mlp.fc2.weight,
+                   self.mlp.fc2.bias, self.gamma1, self.gamma2]
+        return fused_block(cfg, x, sce, k_pre, k_pad, self._drop_mask(x), self._drop_mask(x),
+                           weights)
+
+    def _drop_mask(self, x: Tensor) -> Optional[Tensor]:
+        """The per-sample stochastic-depth factor ``DropPath`` would apply."""
+        if isinstance(self.drop_path, nn.Identity) or not self.training:
+            return None
+        keep = 1 - self.drop_path.drop_prob
+        if keep == 1:
+            return None
+        rand = keep + torch.rand((x.shape[0], 1, 1, 1), dtype=x.dtype, device=x.device)
+        return rand.floor_().div_(keep)
 
 
 class RSVHeatStage(BaseModule):
@@ -417,6 +283,11 @@ class RSVHeatStage(BaseModule):
             ``'bilinear'`` (default), ``'bicubic'`` or ``'zero_pad'`` (vHeat's
             high-frequency zero padding of the FVE; the spatial SCE is then
             resized bilinearly).
+        cache (ResolutionCache, optional): Where the decays and the resized
+            SCE of eval-mode forwards are kept (the backbone shares one among
+            its stages). None: nothing is kept.
+        fused_training (bool): Run each block as one autograd function when
+            gradients are wanted, see :meth:`RSVHeatBlock.forward_fused`.
     """
 
     def __init__(self, depth: int, dims: int, grid: Tuple[int, int], downsample: bool,
@@ -424,11 +295,15 @@ class RSVHeatStage(BaseModule):
                  norm_position: str = 'post', layer_scale_init_value=1e-5,
                  mlp_ratio: float = 4., with_cp: Union[bool, str] = False,
                  dct_impl: str = 'auto',
-                 embed_interp: str = 'bilinear', deploy: bool = False, init_cfg=None):
+                 embed_interp: str = 'bilinear', deploy: bool = False,
+                 cache: Optional[ResolutionCache] = None, fused_training: bool = True,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.grid = tuple(grid)
         self.embed_interp = embed_interp
         self.deploy = deploy
+        self.cache = cache
+        self.fused_training = fused_training
         if not deploy:
             self.fve = nn.Parameter(torch.zeros(grid[0], grid[1], dims))
         self.sce = nn.Parameter(torch.zeros(grid[0], grid[1], dims)) if use_sce else None
@@ -437,56 +312,67 @@ class RSVHeatStage(BaseModule):
                          drop_paths[i], with_cp, dct_impl, deploy, grid) for i in range(depth)
         ])
         self.downsample = RSVHeatDownsample(dims, 2 * dims) if downsample else None
-        self._sce_cache: Dict[tuple, Tensor] = {}
 
-    def forward(self, x) -> Tuple[Tensor, Tensor]:
-        """``x``: (B, H, W, C), or a one-element list holding it.
+    def forward(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """``x``: ``(B, H, W, C)``. Returns (stage output, downsampled or None)."""
+        size = (x.shape[1], x.shape[2])
+        sce = self.resized_sce(size, x.dtype) if self.sce is not None else None
+        fve = None if self.deploy else self.fve
+        fused = self._use_fused(x)
+        for block in self.blocks:
+            if fused:
+                x = self._fused_block(block, x, fve, sce)
+            else:
+                x = block(x, block.op.decay(fve, size, self.embed_interp, self.cache), sce)
+        down = self.downsample(x) if self.downsample is not None else None
+        return x, down
 
-        Returns (stage output, downsampled or None). Activations are handed
-        on in a list so that the callee holds the only reference (a module
-        call keeps its arguments alive until it returns): each block's input
-        is freed as soon as the block no longer needs it. In inference at
-        1024 px that is 32 MiB per buffer in the first stage.
-        """
-        box = x if isinstance(x, list) else [x]
-        del x
-        size = (box[-1].shape[1], box[-1].shape[2])
-        dtype = box[-1].dtype
-        sce = self.resized_sce(size, dtype) if self.sce is not None else None
+    def _use_fused(self, x: Tensor) -> bool:
+        """Train with the fused block function: gradients are wanted, no graph
+        is being captured, the blocks are not checkpointed selectively, and no
+        hook inside the stage expects its modules to be called."""
+        if not (self.fused_training and torch.is_grad_enabled()) or capturing_graph():
+            return False
+        if any(b.with_cp == 'selective' for b in self.blocks) or hooks_registered(self):
+            return False
+        return x.requires_grad or any(p.requires_grad for p in self.parameters())
+
+    def _fused_block(self, block, x: Tensor, fve: Optional[Tensor], sce: Optional[Tensor]):
+        op = block.op
+        k_pre = op.k_preactivation(fve)
+        k_pad = None
+        if self.embed_interp == 'zero_pad':
+            k_pad = op.k_pad if op.deploy else op.to_k.bias
+        if block.with_cp == 'full' and torch.is_grad_enabled():
+            return cp.checkpoint(block.forward_fused, x, k_pre, k_pad, sce, self.embed_interp,
+                                 use_reentrant=False)
+        return block.forward_fused(x, k_pre, k_pad, sce, self.embed_interp)
+
+    def forward_owned(self, owner: list) -> Tuple[Tensor, Optional[Tensor]]:
+        """:meth:`forward` for lean inference with no hooks registered: the
+        stage takes its input out of ``owner`` and hands each block the only
+        reference to its input (see :meth:`RSVHeatBlock.forward_owned`)."""
+        size = (owner[-1].shape[1], owner[-1].shape[2])
+        sce = self.resized_sce(size, owner[-1].dtype) if self.sce is not None else None
         fve = None if self.deploy else self.fve
         for block in self.blocks:
-            decay = block.op.decay(fve, size, self.embed_interp)
-            box.append(block(box, decay, sce))
-        x = box.pop()
+            decay = block.op.decay(fve, size, self.embed_interp, self.cache)
+            owner.append(block.forward_owned(owner, decay, sce))
+        x = owner.pop()
         down = self.downsample(x) if self.downsample is not None else None
         return x, down
 
     def resized_sce(self, size: Tuple[int, int], dtype: torch.dtype) -> Tensor:
-        """The SCE at ``size``; cached in inference like the decay."""
+        """The SCE at ``size``, reused from the cache like the decay."""
         mode = 'bilinear' if self.embed_interp == 'zero_pad' else self.embed_interp
 
         def compute():
             return resize_embedding(self.sce, size, mode).to(dtype).contiguous()
 
-        if self.training or torch.compiler.is_compiling() or (
-                torch.is_grad_enabled() and self.sce.requires_grad):
+        if self.cache is None or not cacheable(self, [self.sce]):
             return compute()
-        key = (size, dtype, self.sce.device, self.sce.data_ptr(), self.sce._version)
-        cached = self._sce_cache.get(key)
-        if cached is None:
-            with torch.inference_mode(False), torch.no_grad():
-                cached = compute()
-            self._sce_cache = {k: v for k, v in self._sce_cache.items() if k[3:] == key[3:]}
-            self._sce_cache[key] = cached
-        return cached
-
-    def train(self, mode: bool = True):
-        self._sce_cache = {}
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._sce_cache = {}
-        return super()._load_from_state_dict(*args, **kwargs)
+        key = (id(self), 'sce', tuple(size), dtype, self.sce.device)
+        return self.cache.get(key, [self.sce], compute)
 
     def switch_to_deploy(self):
         if self.deploy:
@@ -500,9 +386,10 @@ class RSVHeatStage(BaseModule):
                 op.register_buffer('k_pre', k_pre)
                 op.register_buffer('k_pad', k_pad)
                 op.deploy = True
-                op.clear_cache()
         del self.fve
         self.deploy = True
+        if self.cache is not None:
+            self.cache.clear()
 
 
 @MODELS.register_module()
@@ -540,26 +427,48 @@ class RSVHeat(BaseModule):
             model uses LayerNorm, which has no running statistics) in eval
             mode during training. Defaults to False.
         with_cp (bool | str): Activation checkpointing per block, for
-            training on large images. ``True`` (or ``'full'``) keeps only
-            each block's input and recomputes the block in backward (least
-            memory: 26-41 % of the training activations for 5-26 % more time
-            per step at 512-1024 px); ``'selective'`` keeps the GEMM and
-            convolution outputs and recomputes only the cheap ops (56-59 %
-            for at most 3 % more time). Outputs and gradients are unchanged.
-            Defaults to False.
+            training on images too large even for the fused blocks (see
+            ``fused_training``). ``True`` (or ``'full'``) keeps only each
+            block's input and recomputes the block in backward (least memory,
+            more time); ``'selective'`` runs plain autograd and keeps the GEMM
+            and convolution outputs, recomputing only the cheap ops. Outputs
+            and gradients are unchanged; docs/benchmark.md has the measured
+            trade-offs. Defaults to False.
         embed_interp (str): ``'bilinear'``, ``'bicubic'`` or ``'zero_pad'``,
             see :class:`RSVHeatStage`. Defaults to ``'bilinear'``.
         dct_impl (str): How the DCTs run: ``'matmul'`` (GEMMs against
             cached bases), ``'scipy'`` (pocketfft, CPU), ``'fft'``
             (torch.fft) or ``'auto'``: pocketfft for long axes of CPU maps
-            (3-5x faster than the GEMMs from 256 px feature maps), GEMMs on
-            GPUs and in traced/exported graphs. Same results up to float
-            rounding. Defaults to ``'auto'``.
+            (where it beats the GEMMs, see docs/benchmark.md), GEMMs on GPUs
+            and in traced/exported graphs. Same results up to float rounding.
+            Defaults to ``'auto'``.
         deploy (bool): Build in deploy mode (precomputed conductivity, no
             FVE/``to_k``), e.g. to load a deploy checkpoint. Defaults to False.
+        cache_mb (float): Memory budget (MiB) for reusing the weight-only
+            tensors of eval-mode forwards -- each block's heat decay
+            ``exp(-K * lam)`` and each stage's resized SCE -- from one
+            forward to the next at the same input size. Least recently used
+            entries are dropped beyond it, so a stream of sizes holds at most
+            this much; at large sizes one decay alone exceeds it and is
+            recomputed (an ``exp`` that is cheap next to the GEMMs). 0
+            disables reuse. See :meth:`set_cache_limit`, :meth:`clear_cache`.
+            Defaults to 64.
+        check_finite (bool): Refuse inputs with NaN/Inf values (the DCT is
+            global: one NaN pixel would make every feature NaN). Skipped
+            while a graph is traced or compiled. Defaults to True.
+        fused_training (bool): When gradients are wanted, run each block as
+            one autograd function that saves 4-5 activation-sized tensors
+            for backward instead of about 25 and rebuilds the rest (see
+            :mod:`~rsvheat_mm.models.layers.block_autograd`); same outputs
+            and gradients. False uses plain autograd (e.g. for double
+            backward). Blocks inside stages with forward hooks, or with
+            ``with_cp='selective'``, use plain autograd. Defaults to True.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...,
             prefix=...)`` also accepts official vHeat and RS-vHeat
             checkpoints (see :mod:`rsvheat_mm.models.backbones.convert`).
+            Checkpoints of another ``pretrain_img_size`` load on every path
+            (``init_cfg``, ``load_from``, ``load_checkpoint``,
+            ``load_state_dict``): the FVE/SCE grids are resized as they load.
 
     Modality selection (which stem runs), in order of precedence:
     ``forward(x, modality=...)`` (a name, or one name per sample for a mixed
@@ -594,6 +503,9 @@ class RSVHeat(BaseModule):
                  embed_interp: str = 'bilinear',
                  dct_impl: str = 'auto',
                  deploy: bool = False,
+                 cache_mb: float = 64,
+                 check_finite: bool = True,
+                 fused_training: bool = True,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
@@ -624,8 +536,8 @@ class RSVHeat(BaseModule):
         self.default_modality = default_modality
         self._modality_override = None
 
-        if embed_interp not in _INTERP_MODES:
-            raise ValueError(f'RSVHeat: embed_interp must be one of {_INTERP_MODES}, '
+        if embed_interp not in INTERP_MODES:
+            raise ValueError(f'RSVHeat: embed_interp must be one of {INTERP_MODES}, '
                              f'got {embed_interp!r}')
         if dct_impl not in DCT_IMPLS:
             raise ValueError(f'RSVHeat: dct_impl must be one of {DCT_IMPLS}, got {dct_impl!r}')
@@ -644,6 +556,10 @@ class RSVHeat(BaseModule):
         self.norm_eval = norm_eval
         self.use_sce = use_sce
         self.deploy = deploy
+        self.check_finite = check_finite
+        if cache_mb < 0:
+            raise ValueError(f'RSVHeat: cache_mb must be >= 0, got {cache_mb}')
+        self.resolution_cache = ResolutionCache(int(cache_mb * 2**20))
 
         self.stems = nn.ModuleDict(
             {m: RSVHeatStem(c, base) for m, c in self.in_channels.items()})
@@ -660,17 +576,20 @@ class RSVHeat(BaseModule):
                 RSVHeatStage(depth, self.dims[i], grid, i < self.num_stages - 1,
                              dpr[cur:cur + depth], use_sce, norm_position,
                              layer_scale_init_value, mlp_ratio, with_cp, dct_impl,
-                             embed_interp, deploy))
+                             embed_interp, deploy, cache=self.resolution_cache,
+                             fused_training=fused_training))
             cur += depth
             grid = ((grid[0] + 1) // 2, (grid[1] + 1) // 2)
         for i in self.out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.dims[i]) if out_norm else nn.Identity())
         self._freeze_stages()
+        # Every loading path (init_cfg, load_from, mmengine.load_checkpoint,
+        # load_state_dict) goes through _load_from_state_dict, which runs this.
+        self._register_load_state_dict_pre_hook(self._resize_grids_on_load)
 
     # -- weights -----------------------------------------------------------------
     def init_weights(self):
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            from .convert import load_pretrained_rsvheat
             load_pretrained_rsvheat(self, self.init_cfg)
             self._is_init = True
             return
@@ -694,7 +613,135 @@ class RSVHeat(BaseModule):
                 if block.gamma1 is not None:
                     nn.init.constant_(block.gamma1, block.layer_scale_init_value)
                     nn.init.constant_(block.gamma2, block.layer_scale_init_value)
-                block.op.clear_cache()
+        self.clear_cache()
+
+    def _resize_grids_on_load(self, state_dict, prefix, *args):
+        """Resize checkpoint FVE/SCE grids (and a deploy model's ``k_pre``) to
+        this model's grid, as mmpretrain's ViT resizes ``pos_embed``: a
+        checkpoint built for another ``pretrain_img_size`` then loads
+        correctly whichever way it is loaded."""
+        for i, stage in enumerate(self.stages):
+            mode = stage.embed_interp
+            names = [('fve', mode), ('sce', 'bilinear' if mode == 'zero_pad' else mode)]
+            names += [(f'blocks.{j}.op.k_pre', 'bilinear') for j in range(len(stage.blocks))]
+            for name, interp in names:
+                key = f'{prefix}stages.{i}.{name}'
+                value = state_dict.get(key)
+                if not torch.is_tensor(value) or value.dim() != 3:
+                    continue
+                grid = stage.grid
+                if tuple(value.shape[:2]) != grid and value.shape[2] == self.dims[i]:
+                    state_dict[key] = resize_embedding(value, grid, interp)
+                    if not name.startswith('blocks'):
+                        print_log(f'RSVHeat: resized {key} from {tuple(value.shape[:2])} to '
+                                  f'{grid} ({interp})', logger='current')
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """Layer depth of a parameter, for layer-wise learning-rate decay
+        (mmpretrain's ``LearningRateDecayOptimWrapperConstructor`` and
+        :class:`RSVHeatLayerDecayOptimWrapperConstructor`).
+
+        ``stems.*`` -> 0; ``stages.<i>.blocks.<j>.*`` -> ``sum(depths[:i]) + j
+        + 1``; the stage's shared ``fve``/``sce`` take the depth of its first
+        block (their earliest user); ``stages.<i>.downsample.*`` that of the
+        stage's last block (as mmpretrain's Swin does); the output norms and
+        anything outside the backbone the last depth, like the heads.
+
+        Args:
+            param_name (str): Parameter name, e.g. ``'backbone.stems.optical.conv1.weight'``.
+            prefix (str): The backbone's prefix in ``param_name``, e.g. ``'backbone.'``.
+
+        Returns:
+            tuple[int, int]: ``(layer_depth, num_layers)`` with
+            ``num_layers = sum(depths) + 2``.
+        """
+        num_layers = sum(self.depths) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        parts = param_name[len(prefix):].split('.')
+        if parts[0] == 'stems':
+            return 0, num_layers
+        if parts[0] == 'stages' and len(parts) > 2:
+            stage = int(parts[1])
+            offset = sum(self.depths[:stage])
+            if parts[2] == 'blocks':
+                return offset + int(parts[3]) + 1, num_layers
+            if parts[2] == 'downsample':
+                return offset + self.depths[stage], num_layers
+            if parts[2] in ('fve', 'sce'):
+                return offset + 1, num_layers
+        return num_layers - 1, num_layers
+
+    # -- cost facts (benchmarks, FLOP tables) -------------------------------------
+    def feature_sizes(self, img_size: Tuple[int, int]) -> list:
+        """``(H_i, W_i)`` of each stage's feature map for an ``img_size`` input
+        (every stride-2 3x3 convolution with padding 1 gives ``ceil(n / 2)``)."""
+        h, w = img_size
+        h, w = math.ceil(math.ceil(h / 2) / 2), math.ceil(math.ceil(w / 2) / 2)
+        sizes = []
+        for _ in self.stages:
+            sizes.append((h, w))
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        return sizes
+
+    def transform_flops(self, img_size: Tuple[int, int], batch: int = 1,
+                        mode: str = 'infer', device='cpu') -> int:
+        """FLOPs of the heat conduction's DCTs in one step, as the blocks run
+        them: per transform and axis of length ``L`` on a ``(B, H, W, C)`` map,
+        ``2*B*H*W*C*L`` on axes done as GEMMs and ``2.5*B*H*W*C*log2(L)`` on
+        axes done by pocketfft (the formula registered for
+        ``FlopCounterMode``), with each axis's implementation chosen as in
+        :func:`~rsvheat_mm.models.layers.heat_conduction.axis_impl`.
+
+        Transforms per block and step: ``'infer'`` 2 (DCT, IDCT);
+        ``'train'`` with ``fused_training``: 5 (3 in backward: rebuilding
+        ``v``, ``DCT(dL/dv)`` and the IDCT of the input gradient), 7 with
+        ``with_cp=True``; with plain autograd: 4 (backward of a transform is
+        its adjoint), plus a recomputed forward for pocketfft axes under
+        ``with_cp='selective'`` (it keeps GEMM outputs only).
+        """
+        from ..layers.heat_conduction import axis_impl
+        if mode not in ('infer', 'train'):
+            raise ValueError(f"mode must be 'infer' or 'train', got {mode!r}")
+        probe = torch.empty(0, device=device)
+        total = 0.
+        for (h, w), stage, dims in zip(self.feature_sizes(img_size), self.stages, self.dims):
+            for block in stage.blocks:
+                kinds = {n: axis_impl(n, probe, block.op.dct_impl) for n in (h, w)}
+                if mode == 'infer':
+                    count = dict.fromkeys(('matmul', 'scipy', 'fft'), 2)
+                elif stage.fused_training and block.with_cp != 'selective':
+                    count = dict.fromkeys(('matmul', 'scipy', 'fft'),
+                                          7 if block.with_cp == 'full' else 5)
+                else:
+                    count = dict(matmul=4, scipy=4, fft=4)
+                    if block.with_cp == 'selective':
+                        count.update(scipy=6, fft=6)
+                points = batch * h * w * dims
+                for n in (h, w):
+                    kind = kinds[n]
+                    if n < 2:
+                        per = 2. * n
+                    elif kind == 'matmul':
+                        per = 2. * n
+                    elif kind == 'scipy':
+                        per = 2.5 * math.log2(n)
+                    else:  # torch.fft: one complex FFT of length n per line
+                        per = 5. * math.log2(n)
+                    total += count[kind] * points * per
+        return int(round(total))
+
+    # -- reuse between forwards ---------------------------------------------------
+    def clear_cache(self):
+        """Drop every decay and resized SCE kept from eval-mode forwards."""
+        self.resolution_cache.clear()
+
+    def set_cache_limit(self, mb: float):
+        """Set the memory budget of :attr:`resolution_cache` in MiB (0: keep
+        nothing); entries beyond it are dropped at once."""
+        if mb < 0:
+            raise ValueError(f'RSVHeat.set_cache_limit: mb must be >= 0, got {mb}')
+        self.resolution_cache.max_bytes = int(mb * 2**20)
 
     def switch_to_deploy(self):
         """Precompute each block's conductivity and drop FVE and ``to_k``.
@@ -780,19 +827,40 @@ class RSVHeat(BaseModule):
             modality (str | Sequence[str], optional): Stem to use, for the
                 whole batch or per sample. See the class docstring.
         """
+        if self.check_finite and not capturing_graph():
+            _check_finite(x)
         modality = self._resolve_modality(x, modality)
         x = self._stem(x, modality)
         if self.training and torch.is_grad_enabled():
             x = x + self._unused_stems_anchor(modality)
+        if lean_inference() and not hooks_registered(self):
+            owner = [x]
+            del x  # the stages free it as soon as it is used
+            return self._forward_owned(owner)
         outs = []
-        box = [x]
-        del x
         for i, stage in enumerate(self.stages):
-            y, x = stage(box)  # the stage pops its input from the list
-            box.append(x)
-            del x
+            y, x = stage(x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(y).permute(0, 3, 1, 2).contiguous())
+                outs.append(self._output(i, y))
+        return tuple(outs)
+
+    def _output(self, i: int, y: Tensor) -> Tensor:
+        return getattr(self, f'norm{i}')(y).permute(0, 3, 1, 2).contiguous()
+
+    def _forward_owned(self, owner: list) -> Tuple[Tensor, ...]:
+        """Lean inference: each stage and block receives the only reference
+        to its input and frees it as soon as it is used (a module call would
+        keep its arguments alive until it returns), and residuals are added
+        in place into the branch outputs. Used only when no forward hook is
+        registered inside the backbone, where nothing can observe the reuse;
+        same results as the module calls."""
+        outs = []
+        for i, stage in enumerate(self.stages):
+            y, down = stage.forward_owned(owner)
+            owner.append(down)
+            del down
+            if i in self.out_indices:
+                outs.append(self._output(i, y))
             del y
         return tuple(outs)
 
@@ -813,6 +881,8 @@ class RSVHeat(BaseModule):
 
     def train(self, mode: bool = True):
         super().train(mode)
+        if mode:
+            self.clear_cache()  # nothing is reused in training
         self._freeze_stages()
         if mode and self.norm_eval:
             for m in self.modules():

@@ -1,8 +1,16 @@
-from .heat_conduction import (axis_impl, clear_heat_caches, dct2d, dct_matrix,
-                              heat_conduction, heat_decay, heat_frequencies,
-                              idct2d, pocketfft_dct)
+"""Building blocks of RS-vHeat: the heat conduction maths (``heat_conduction``),
+the HCO layer of a block (``hco_layer``), fused CPU inference kernels
+(``fused_ops``), grid resizing (``embedding``) and the bounded cache for
+per-resolution tensors (``resolution_cache``)."""
+from .embedding import INTERP_MODES, resize_embedding
+from .hco_layer import HeatConduction2d
+from .heat_conduction import (HEAT_CACHE, axis_impl, clear_heat_caches, dct2d, dct_matrix,
+                              heat_conduction, heat_decay, heat_frequencies, idct2d,
+                              pocketfft_dct)
+from .resolution_cache import ResolutionCache
 
 __all__ = [
     'axis_impl', 'clear_heat_caches', 'dct2d', 'dct_matrix', 'heat_conduction',
-    'heat_decay', 'heat_frequencies', 'idct2d', 'pocketfft_dct'
+    'heat_decay', 'heat_frequencies', 'idct2d', 'pocketfft_dct', 'HEAT_CACHE',
+    'HeatConduction2d', 'ResolutionCache', 'resize_embedding', 'INTERP_MODES'
 ]

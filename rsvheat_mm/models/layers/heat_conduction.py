@@ -10,7 +10,7 @@ domain::
 
 with ``K >= 0`` the (learned) conductivity. This module holds the pieces
 shared by every block of every backbone: the orthonormal DCT-II bases (cached
-per size, device and dtype), the frequency grid, the 2-D transforms as batched
+per size, device and dtype, in one bounded cache), the frequency grid, the 2-D transforms as batched
 matrix products (no permutes: they act on the spatial axes of channels-last
 ``(B, H, W, C)`` or channels-first ``(B, C, H, W)`` tensors in place), fast
 transforms for large maps (scipy's pocketfft DCT on CPUs, a torch.fft one
@@ -23,48 +23,27 @@ from typing import List, Optional, Tuple
 import scipy.fft
 import torch
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
 from .fused_ops import _use_onednn, capturing_graph
 from .fused_ops import linear as _onednn_linear
+from .resolution_cache import ResolutionCache
 
 __all__ = [
     'dct_matrix', 'heat_frequencies', 'heat_decay', 'dct2d', 'idct2d',
-    'heat_conduction', 'clear_heat_caches', 'pocketfft_dct', 'axis_impl'
+    'heat_conduction', 'clear_heat_caches', 'pocketfft_dct', 'axis_impl', 'HEAT_CACHE'
 ]
 
-_BASIS_CACHE = {}
-_FREQ_CACHE = {}
-_FFT_CACHE = {}
-_CACHE_LIMIT = 64  # distinct (size, device, dtype) entries kept per cache
-
-
-def _cached(build):
-    """Run a cache builder outside inference mode and autograd.
-
-    Tensors created under ``torch.inference_mode()`` cannot be saved for
-    backward; a cache filled during an inference pass would then break the
-    next training step at the same size.
-    """
-
-    def wrapper(*args, **kwargs):
-        with torch.inference_mode(False), torch.no_grad():
-            return build(*args, **kwargs)
-
-    return wrapper
-
-
-def _cache_put(cache, key, value):
-    if len(cache) >= _CACHE_LIMIT:
-        cache.pop(next(iter(cache)))  # drop the oldest entry
-    cache[key] = value
-    return value
+#: DCT bases, frequency grids and FFT twiddles of the sizes in use, shared by
+#: every block and model of the process, least recently used dropped beyond
+#: the budget (``HEAT_CACHE.max_bytes = ...`` changes it; a 1024-point basis
+#: is 4 MiB in fp32).
+HEAT_CACHE = ResolutionCache(64 << 20)
 
 
 def clear_heat_caches():
     """Drop all cached bases, frequency grids and FFT twiddles."""
-    _BASIS_CACHE.clear()
-    _FREQ_CACHE.clear()
-    _FFT_CACHE.clear()
+    HEAT_CACHE.clear()
 
 
 def dct_matrix(n: int,
@@ -78,15 +57,9 @@ def dct_matrix(n: int,
     stage at that size shares the one tensor. Its inverse is ``C.T``.
     """
     device = torch.device('cpu') if device is None else torch.device(device)
-    key = (n, device, dtype)
-    basis = _BASIS_CACHE.get(key)
-    if basis is None:
-        basis = _build_basis(n, device, dtype)
-        _cache_put(_BASIS_CACHE, key, basis)
-    return basis
+    return HEAT_CACHE.get(('dct', n, device, dtype), (), lambda: _build_basis(n, device, dtype))
 
 
-@_cached
 def _build_basis(n, device, dtype):
     f = torch.arange(n, dtype=torch.float64).unsqueeze(1)
     p = torch.arange(n, dtype=torch.float64).unsqueeze(0)
@@ -105,14 +78,9 @@ def heat_frequencies(h: int,
     Shape ``(h, w, 1)`` to broadcast over channels-last ``(..., h, w, C)``.
     """
     device = torch.device('cpu') if device is None else torch.device(device)
-    key = (h, w, device)
-    lam = _FREQ_CACHE.get(key)
-    if lam is None:
-        lam = _cache_put(_FREQ_CACHE, key, _build_frequencies(h, w, device))
-    return lam
+    return HEAT_CACHE.get(('lam', h, w, device), (), lambda: _build_frequencies(h, w, device))
 
 
-@_cached
 def _build_frequencies(h, w, device):
     fh = (torch.arange(h, dtype=torch.float64) * math.pi / h)**2
     fw = (torch.arange(w, dtype=torch.float64) * math.pi / w)**2
@@ -153,8 +121,8 @@ def _apply_along(x: Tensor, mat: Tensor, axis: int) -> Tensor:
     x3 = x.reshape(lead, shape[axis], rest)
     if lead <= 8 and _use_onednn(x3, mat):
         # The outer (H) axis of a channels-last map is a short, very wide
-        # product (L x L) @ (L x W*C); oneDNN runs it 1.4-1.7x faster than
-        # MKL's sgemm on CPUs (inference only, see fused_ops).
+        # product (L x L) @ (L x W*C), which oneDNN runs faster than MKL's
+        # sgemm on CPUs (inference only, see fused_ops).
         parts = [_onednn_linear(mat, x3[i].t()) for i in range(lead)]
         y = parts[0].unsqueeze(0) if lead == 1 else torch.stack(parts)
     else:
@@ -165,20 +133,20 @@ def _apply_along(x: Tensor, mat: Tensor, axis: int) -> Tensor:
 # ---------------------------------------------------------------------------
 # FFT-based DCT-II (Makhoul), for very long axes
 # ---------------------------------------------------------------------------
-@_cached
 def _fft_constants(n, device, real_dtype):
     """Twiddles of the length-n orthonormal DCT-II via FFT (cached)."""
-    key = (n, device, real_dtype)
-    consts = _FFT_CACHE.get(key)
-    if consts is None:
+    cdtype = torch.complex128 if real_dtype == torch.float64 else torch.complex64
+
+    def build(sign):
         k = torch.arange(n, dtype=torch.float64)
         scale = torch.full((n, ), math.sqrt(2.0 / n), dtype=torch.float64)
         scale[0] = math.sqrt(1.0 / n)
-        cdtype = torch.complex128 if real_dtype == torch.float64 else torch.complex64
-        fwd = torch.polar(scale, -math.pi * k / (2 * n)).to(device, cdtype)
-        inv = torch.polar(1.0 / scale, math.pi * k / (2 * n)).to(device, cdtype)
-        consts = _cache_put(_FFT_CACHE, key, (fwd, inv))
-    return consts
+        if sign < 0:
+            return torch.polar(scale, -math.pi * k / (2 * n)).to(device, cdtype)
+        return torch.polar(1.0 / scale, math.pi * k / (2 * n)).to(device, cdtype)
+
+    return tuple(HEAT_CACHE.get(('fft', sign, n, device, cdtype), (), lambda: build(sign))
+                 for sign in (-1, 1))
 
 
 def _dct_fft(x: Tensor, axis: int) -> Tensor:
@@ -227,8 +195,7 @@ def pocketfft_dct(x: Tensor, dims: List[int], inverse: bool) -> Tensor:
     scipy's pocketfft computes the real-to-real transform directly in
     O(L log L) per axis, multi-threaded over the lines, with no complex
     intermediates: on CPUs it beats the dense GEMMs from axis lengths of
-    about 128-192 (1.9x at 256, 3x at 512, 4.4x at 1024 in the heat
-    conduction, see ``docs/benchmark.md``). Float32/float64 only. As a
+    about 128-192 (``docs/benchmark.md``). Float32/float64 only. As a
     registered op it has a fake (shape) implementation, so FLOP counting and
     memory tracing see it, and an autograd formula: the orthonormal
     transform's adjoint is its inverse, so nothing is saved for backward.
@@ -252,6 +219,15 @@ def _pocketfft_dct_backward(ctx, grad):
 
 
 pocketfft_dct.register_autograd(_pocketfft_dct_backward, setup_context=_pocketfft_dct_setup)
+
+
+@register_flop_formula(torch.ops.rsvheat.pocketfft_dct)
+def _pocketfft_dct_flop(x_shape, dims, inverse, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of the op for ``torch.utils.flop_counter.FlopCounterMode``: a
+    real-to-real transform costs what a real FFT of the same length does,
+    ``2.5 n log2 n`` per line and axis (the convention of FFT FLOP counts)."""
+    numel = math.prod(x_shape)
+    return int(round(sum(2.5 * numel * math.log2(x_shape[d]) for d in dims if x_shape[d] > 1)))
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,335 @@
+"""A memory-lean training step for the RS-vHeat block: one autograd function.
+
+Autograd, left to itself, saves about 25 activation-sized tensors per block
+(every LayerNorm input, the DCT intermediates, the gate operands, the 4C-wide
+MLP hidden twice, ...). This function computes the same block and saves only
+what its backward cannot rebuild cheaply: with ``B`` the size of one
+``(B, H, W, C)`` activation,
+
+* ``x`` -- the block input (the previous block's output, shared),
+* ``z`` -- the gate pre-activation,
+* ``spec = DCT(u)`` -- the heat conduction input in the frequency domain,
+* ``o`` -- the HCO layer output,
+* ``m`` -- the MLP output (res-post-norm blocks only),
+
+4-5 B per block. Everything else is recomputed in backward from these, in an
+order that frees each buffer when used:
+
+* the HCO is linear in ``u``: ``v = IDCT(spec * d)`` with the decay
+  ``d = exp(-K * lam)``; given ``g = dL/dv`` and ``G = DCT(g)``,
+  ``dL/du = IDCT(G * d)`` and ``dL/dd = sum_batch(spec * G)`` (orthonormal
+  transforms: the adjoint of ``IDCT`` is ``DCT``);
+* ``d`` is rebuilt from the small conductivity grid ``to_k(FVE)`` (its
+  gradient flows back through the resize with a local autograd pass);
+* the correction learner and depth-wise conv (element-wise + a 3x3
+  depth-wise conv) are rerun from ``x`` for the in-projection's weight
+  gradient;
+* the MLP hidden ``h = fc1(x1)`` is recomputed (one GEMM) instead of keeping
+  the 4C-wide ``h`` and ``GELU(h)`` (8 B);
+* the residual stream ``x1 = x + gamma1 * LN(o)`` is rebuilt element-wise.
+
+Gradients use PyTorch's native backward kernels (``native_layer_norm_backward``,
+``gelu_backward``, ``silu_backward``, ``convolution_backward``) and GEMMs, so
+outputs and gradients equal autograd's up to float rounding. Stochastic depth
+masks are drawn by the caller exactly as ``DropPath`` would, and autocast is
+honoured in backward as in forward.
+"""
+from typing import Callable, List, Optional
+
+import torch
+from torch import Tensor
+
+from .heat_conduction import dct2d, idct2d
+
+__all__ = ['fused_block', 'BlockConfig']
+
+aten = torch.ops.aten
+
+
+class BlockConfig:
+    """Static facts of a block the function needs (not tensors)."""
+
+    def __init__(self, post_norm: bool, use_sce: bool, dct_impl: str,
+                 eps: dict, decay_fn: Callable[[Tensor, Optional[Tensor]], Tensor]):
+        self.post_norm = post_norm
+        self.use_sce = use_sce
+        self.dct_impl = dct_impl
+        self.eps = eps  # LayerNorm eps: 'b1', 'b2', 'op1', 'on'
+        self.decay_fn = decay_fn
+
+
+# weights, in the order fused_block takes them
+WEIGHTS = ('b1_w', 'b1_b', 'op1_w', 'op1_b', 'dw_w', 'dw_b', 'in_w', 'in_b', 'on_w', 'on_b',
+           'out_w', 'out_b', 'b2_w', 'b2_b', 'fc1_w', 'fc1_b', 'fc2_w', 'fc2_b', 'gamma1',
+           'gamma2')
+
+
+def _ln(x, w, b, eps):
+    """LayerNorm with its statistics; under autocast in float32 (autocast's
+    policy for layer norms)."""
+    if torch.is_autocast_enabled(x.device.type):
+        x = x.float()
+    with torch.autocast(x.device.type, enabled=False):
+        return aten.native_layer_norm(x, [x.shape[-1]], w, b, eps)
+
+
+def _ln_bwd(g, x, mean, rstd, w, b):
+    if torch.is_autocast_enabled(x.device.type):
+        g, x = g.float(), x.float()
+    with torch.autocast(x.device.type, enabled=False):
+        return aten.native_layer_norm_backward(g.to(x.dtype), x, [x.shape[-1]], mean, rstd, w,
+                                               b, [True, w is not None, b is not None])
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(-1, t.shape[-1])
+
+
+def _linear(x, w, b):
+    return torch.nn.functional.linear(x, w, b)
+
+
+def _dwconv(x, w, b):
+    y = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), w, b, 1, 1, 1, w.shape[0])
+    return y.permute(0, 2, 3, 1)
+
+
+def _scale(mask: Optional[Tensor], gamma: Optional[Tensor]):
+    """The factor of a residual branch: drop-path mask x layer scale."""
+    if mask is None:
+        return gamma
+    return mask if gamma is None else mask * gamma
+
+
+def _sum_to(g: Tensor, like: Tensor) -> Tensor:
+    """Sum a (B, H, W, C) gradient down to the broadcast shape of ``like``."""
+    dims = [i for i in range(g.dim()) if like.dim() - g.dim() + i < 0
+            or like.shape[like.dim() - g.dim() + i] == 1 and g.shape[i] != 1]
+    return g.sum(dims).reshape(like.shape) if dims else g.reshape(like.shape)
+
+
+class _FusedBlock(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, cfg: BlockConfig, x, sce, k_pre, k_pad, mask1, mask2, *weights):
+        w = dict(zip(WEIGHTS, weights))
+        post = cfg.post_norm
+        dev = x.device.type
+        ctx.autocast = (dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev))
+        # -- HCO branch
+        p = x if post else _ln(x, w['b1_w'], w['b1_b'], cfg.eps['b1'])[0]
+        t = _HCOForward.mix(cfg, w, p, sce)
+        del p
+        z = _linear(t, w['in_w'][x.shape[-1]:], w['in_b'][x.shape[-1]:])
+        u = _linear(t, w['in_w'][:x.shape[-1]], w['in_b'][:x.shape[-1]])
+        del t
+        spec = dct2d(u, True, cfg.dct_impl)
+        del u
+        decay = cfg.decay_fn(k_pre, k_pad)
+        v = idct2d(spec * decay.to(spec.dtype), True, cfg.dct_impl)
+        del decay
+        nv = _ln(v, w['on_w'], w['on_b'], cfg.eps['on'])[0]
+        del v
+        o = _linear(nv * torch.nn.functional.silu(z), w['out_w'], w['out_b'])
+        del nv
+        y1 = _ln(o, w['b1_w'], w['b1_b'], cfg.eps['b1'])[0] if post else o
+        s1 = _scale(mask1, w['gamma1'])
+        x1 = x + y1 if s1 is None else torch.addcmul(x, y1, s1)
+        del y1
+        # -- MLP branch
+        p2 = x1 if post else _ln(x1, w['b2_w'], w['b2_b'], cfg.eps['b2'])[0]
+        h = torch.nn.functional.gelu(_linear(p2, w['fc1_w'], w['fc1_b']))
+        del p2
+        m = _linear(h, w['fc2_w'], w['fc2_b'])
+        del h
+        y2 = _ln(m, w['b2_w'], w['b2_b'], cfg.eps['b2'])[0] if post else m
+        s2 = _scale(mask2, w['gamma2'])
+        x2 = x1 + y2 if s2 is None else torch.addcmul(x1, y2, s2)
+        ctx.cfg = cfg
+        ctx.save_for_backward(x, sce, k_pre, k_pad, mask1, mask2, z, spec, o,
+                              m if post else None, *weights)
+        return x2
+
+    @staticmethod
+    def backward(ctx, g2):
+        dev, enabled, dtype = ctx.autocast
+        with torch.autocast(dev, dtype=dtype, enabled=enabled):
+            return _FusedBlock._backward(ctx, g2)
+
+    @staticmethod
+    def _backward(ctx, g2):
+        cfg = ctx.cfg
+        post = cfg.post_norm
+        x, sce, k_pre, k_pad, mask1, mask2, z, spec, o, m, *weights = ctx.saved_tensors
+        w = dict(zip(WEIGHTS, weights))
+        grads = dict.fromkeys(WEIGHTS)
+        C = x.shape[-1]
+        s1, s2 = _scale(mask1, w['gamma1']), _scale(mask2, w['gamma2'])
+
+        # -- MLP branch: x2 = x1 + s2 * y2
+        y1, mean1, rstd1 = _ln(o, w['b1_w'], w['b1_b'], cfg.eps['b1']) if post else (o, None,
+                                                                                       None)
+        x1 = x + y1 if s1 is None else torch.addcmul(x, y1, s1)
+        if post:
+            y2, mean2, rstd2 = _ln(m, w['b2_w'], w['b2_b'], cfg.eps['b2'])
+        else:
+            y2 = None  # = m, recomputed below
+        if post:
+            if w['gamma2'] is not None:
+                grads['gamma2'] = _sum_to(g2 * (y2 if mask2 is None else y2 * mask2),
+                                          w['gamma2'])
+            g_y2 = g2 if s2 is None else g2 * s2
+            g_m, grads['b2_w'], grads['b2_b'] = _ln_bwd(g_y2, m, mean2, rstd2, w['b2_w'],
+                                                       w['b2_b'])
+            del g_y2, y2
+            p2 = x1
+        else:
+            p2, mean2, rstd2 = _ln(x1, w['b2_w'], w['b2_b'], cfg.eps['b2'])
+            g_m = g2 if s2 is None else g2 * s2
+        hpre = _linear(p2, w['fc1_w'], w['fc1_b'])
+        h = torch.nn.functional.gelu(hpre)
+        if not post and w['gamma2'] is not None:
+            mm = _linear(h, w['fc2_w'], w['fc2_b'])
+            grads['gamma2'] = _sum_to(g2 * (mm if mask2 is None else mm * mask2), w['gamma2'])
+            del mm
+        grads['fc2_w'] = _flat(g_m).t().mm(_flat(h).to(g_m.dtype))
+        grads['fc2_b'] = _flat(g_m).sum(0)
+        g_h = _linear(g_m, w['fc2_w'].t(), None)
+        del h, g_m
+        g_h = aten.gelu_backward(g_h, hpre)
+        del hpre
+        grads['fc1_w'] = _flat(g_h).t().mm(_flat(p2).to(g_h.dtype))
+        grads['fc1_b'] = _flat(g_h).sum(0)
+        g_p2 = _linear(g_h, w['fc1_w'].t(), None)
+        del g_h
+        if post:
+            g_x1 = g2 + g_p2
+        else:
+            g_x1, grads['b2_w'], grads['b2_b'] = _ln_bwd(g_p2, x1, mean2, rstd2, w['b2_w'],
+                                                        w['b2_b'])
+            g_x1 = g_x1 + g2
+        del g_p2, p2, x1
+
+        # -- HCO branch: x1 = x + s1 * y1
+        if w['gamma1'] is not None:
+            grads['gamma1'] = _sum_to(g_x1 * (y1 if mask1 is None else y1 * mask1),
+                                      w['gamma1'])
+        g_y1 = g_x1 if s1 is None else g_x1 * s1
+        if post:
+            g_o, grads['b1_w'], grads['b1_b'] = _ln_bwd(g_y1, o, mean1, rstd1, w['b1_w'],
+                                                       w['b1_b'])
+        else:
+            g_o = g_y1
+        del g_y1, y1
+        # out-projection and gate, from v = IDCT(spec * decay)
+        with torch.enable_grad():
+            kp = k_pre.detach().requires_grad_(k_pre.requires_grad)
+            kpad = None if k_pad is None else k_pad.detach().requires_grad_(k_pad.requires_grad)
+            decay_graph = cfg.decay_fn(kp, kpad)
+        decay = decay_graph.detach()
+        v = idct2d(spec * decay.to(spec.dtype), True, cfg.dct_impl)
+        nv, mean_on, rstd_on = _ln(v, w['on_w'], w['on_b'], cfg.eps['on'])
+        sz = torch.nn.functional.silu(z)
+        q = nv * sz
+        grads['out_w'] = _flat(g_o).t().mm(_flat(q).to(g_o.dtype))
+        grads['out_b'] = _flat(g_o).sum(0)
+        del q
+        g_q = _linear(g_o, w['out_w'].t(), None)
+        del g_o
+        g_z = aten.silu_backward(g_q * nv, z)
+        g_nv = g_q * sz
+        del g_q, nv, sz
+        g_v, grads['on_w'], grads['on_b'] = _ln_bwd(g_nv, v, mean_on, rstd_on, w['on_w'],
+                                                   w['on_b'])
+        del g_nv, v
+        # heat conduction: v = IDCT(DCT(u) * decay)
+        G = dct2d(g_v, True, cfg.dct_impl)
+        del g_v
+        g_decay = (spec.float() * G.float()).sum(0)
+        g_u = idct2d(G * decay.to(G.dtype), True, cfg.dct_impl)
+        del G
+        g_kpre = g_kpad = None
+        wanted = [t for t in (kp, kpad) if t is not None and t.requires_grad]
+        if wanted:
+            got = iter(torch.autograd.grad(decay_graph, wanted, g_decay))
+            g_kpre = next(got) if kp.requires_grad else None
+            g_kpad = next(got) if kpad is not None and kpad.requires_grad else None
+        del decay_graph, g_decay
+        # in-projection and the correction learner, rerun from x
+        if post:
+            p = x
+        else:
+            p, mean_p, rstd_p = _ln(x, w['b1_w'], w['b1_b'], cfg.eps['b1'])
+        if cfg.use_sce:
+            a = p + sce
+            r = torch.relu(a)
+            del a
+            n1, mean_r, rstd_r = _ln(r, w['op1_w'], w['op1_b'], cfg.eps['op1'])
+        else:
+            n1 = p
+        t = _dwconv(n1, w['dw_w'], w['dw_b'])
+        grads['in_w'] = torch.cat([_flat(g_u).t().mm(_flat(t).to(g_u.dtype)),
+                                   _flat(g_z).t().mm(_flat(t).to(g_z.dtype))])
+        grads['in_b'] = torch.cat([_flat(g_u).sum(0), _flat(g_z).sum(0)])
+        del t
+        g_t = _linear(g_u, w['in_w'][:C].t(), None)
+        g_t = g_t + _linear(g_z, w['in_w'][C:].t(), None)
+        del g_u, g_z
+        g_n1, grads['dw_w'], grads['dw_b'] = aten.convolution_backward(
+            g_t.permute(0, 3, 1, 2), n1.permute(0, 3, 1, 2).to(g_t.dtype),
+            w['dw_w'].to(g_t.dtype), [C], [1, 1], [1, 1], [1, 1], False, [0, 0], C,
+            [True, True, w['dw_b'] is not None])
+        g_n1 = g_n1.permute(0, 2, 3, 1)
+        del g_t, n1
+        g_sce = None
+        if cfg.use_sce:
+            g_r, grads['op1_w'], grads['op1_b'] = _ln_bwd(g_n1, r, mean_r, rstd_r, w['op1_w'],
+                                                         w['op1_b'])
+            g_p = aten.threshold_backward(g_r, r, 0)
+            del g_r, r
+            if sce is not None and sce.requires_grad:
+                g_sce = _sum_to(g_p, sce)
+        else:
+            g_p = g_n1
+        del g_n1
+        if post:
+            g_x = g_x1 + g_p
+        else:
+            g_x, grads['b1_w'], grads['b1_b'] = _ln_bwd(g_p, x, mean_p, rstd_p, w['b1_w'],
+                                                       w['b1_b'])
+            g_x = g_x + g_x1
+        out: List[Optional[Tensor]] = [None, g_x, g_sce, g_kpre, g_kpad, None, None]
+        for name, weight in zip(WEIGHTS, weights):
+            g = grads[name]
+            out.append(None if weight is None or g is None or not weight.requires_grad
+                       else g.to(weight.dtype))
+        return tuple(out)
+
+
+class _HCOForward:
+    """The correction learner + depth-wise conv of the HCO layer."""
+
+    @staticmethod
+    def mix(cfg, w, p, sce):
+        if cfg.use_sce:
+            p = _ln(torch.relu(p + sce), w['op1_w'], w['op1_b'], cfg.eps['op1'])[0]
+        return _dwconv(p, w['dw_w'], w['dw_b'])
+
+
+def fused_block(cfg: BlockConfig, x: Tensor, sce: Optional[Tensor], k_pre: Tensor,
+                k_pad: Optional[Tensor], mask1: Optional[Tensor], mask2: Optional[Tensor],
+                weights: List[Optional[Tensor]]) -> Tensor:
+    """Run one RS-vHeat block as a single autograd function (see module doc).
+
+    Args:
+        cfg (BlockConfig): Norm position, SCE use, DCT implementation, the
+            LayerNorm eps values and ``decay_fn(k_pre, k_pad) -> decay``.
+        x (Tensor): Block input ``(B, H, W, C)``.
+        sce (Tensor, optional): The stage's SCE at ``(H, W, C)``.
+        k_pre, k_pad (Tensor): ``to_k(FVE)`` on its grid and ``to_k``'s bias
+            (for ``zero_pad``), the inputs of ``decay_fn``.
+        mask1, mask2 (Tensor, optional): Stochastic depth masks ``(B, 1, 1,
+            1)`` (0 or 1 / keep_prob), None when off.
+        weights (list): In the order of ``WEIGHTS`` (None where absent).
+    """
+    return _FusedBlock.apply(cfg, x, sce, k_pre, k_pad, mask1, mask2, *weights)

@@ -1,0 +1,200 @@
+"""The HCO layer of an RS-vHeat block: correction learner + heat conduction.
+
+::
+
+    x = LN(ReLU(x + SCE))            # correction learner (RS-vHeat only)
+    t = DWConv3x3(x)
+    u, z = Linear_{C->2C}(t)
+    u = IDCT2D(DCT2D(u) * exp(-K * lam))      # heat conduction, see heat_conduction.py
+    y = Linear_{C->C}(LN(u) * SiLU(z))
+
+with the conductivity ``K = ReLU(to_k(FVE))`` resized to the feature map.
+``K`` depends only on the weights and the resolution, so the decay
+``exp(-K * lam)`` can be reused between inference forwards (see
+:meth:`HeatConduction2d.decay` and :mod:`.resolution_cache`); after
+:meth:`switch_to_deploy` of the backbone ``to_k`` is gone altogether.
+
+All tensors are channels-last ``(B, H, W, C)``: the linear layers are plain
+GEMMs, the LayerNorms are fused kernels and the DCT runs on the spatial axes
+without any permute.
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor
+from torch.nn.modules import module as nn_module
+
+from .embedding import resize_embedding
+from .fused_ops import capturing_graph, linear
+from .heat_conduction import dct2d, heat_conduction, heat_decay, idct2d
+from .resolution_cache import ResolutionCache
+
+__all__ = ['HeatConduction2d', 'lean_inference', 'cacheable', 'hooks_registered']
+
+
+def lean_inference() -> bool:
+    """Eager inference: intermediate buffers of a module may be reused in
+    place (never tensors another module returned), and large per-pixel work
+    may run in bands. Off while autograd records and while a graph is traced,
+    exported or compiled."""
+    return not (torch.is_grad_enabled() or capturing_graph())
+
+
+def hooks_registered(module: nn.Module) -> bool:
+    """Whether a forward (pre-)hook is registered globally or on a submodule
+    of ``module`` (not on ``module`` itself). Hook-based tools (feature
+    extractors, visualisers, counters) then need every submodule called with
+    real tensors that are not modified afterwards, so the lean inference and
+    fused training paths, which skip or reuse those, step aside."""
+    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks
+               for m in module.modules() if m is not module)
+
+
+def cacheable(module: nn.Module, sources) -> bool:
+    """Whether a tensor computed from ``sources`` (weights) may be reused:
+    eval mode, eager, and not part of a graph that differentiates them."""
+    if module.training or capturing_graph():
+        return False
+    return not (torch.is_grad_enabled()
+                and any(t is not None and t.requires_grad for t in sources))
+
+
+class HeatConduction2d(BaseModule):
+    """The HCO layer (``op`` of a block), see the module docstring.
+
+    Args:
+        dims (int): Channels ``C``.
+        use_sce (bool): Correction learner on ``x + SCE`` (RS-vHeat); False
+            gives vHeat's layer. Defaults to True.
+        dct_impl (str): DCT implementation, see
+            :func:`~rsvheat_mm.models.layers.heat_conduction.dct2d`.
+            Defaults to ``'auto'``.
+        deploy (bool): Hold the pre-activation conductivity ``to_k(FVE)`` on
+            its grid (buffers ``k_pre``, ``k_pad``) instead of ``to_k``.
+            Defaults to False.
+        grid (tuple[int, int]): FVE grid, for the deploy buffers.
+    """
+
+    def __init__(self, dims: int, use_sce: bool = True, dct_impl: str = 'auto',
+                 deploy: bool = False, grid: Tuple[int, int] = (56, 56),
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.dims = dims
+        self.use_sce = use_sce
+        self.dct_impl = dct_impl
+        if use_sce:
+            self.norm1 = nn.LayerNorm(dims)
+        self.dwconv = nn.Conv2d(dims, dims, 3, 1, 1, groups=dims)
+        self.linear = nn.Linear(dims, 2 * dims)
+        self.out_norm = nn.LayerNorm(dims)
+        self.out_linear = nn.Linear(dims, dims)
+        self.deploy = deploy
+        if deploy:
+            # Pre-activation K on the FVE grid (see k_preactivation) and
+            # to_k(0) = its bias, the value of zero-padded FVE entries.
+            self.register_buffer('k_pre', torch.zeros(grid[0], grid[1], dims))
+            self.register_buffer('k_pad', torch.zeros(dims))
+        else:
+            self.to_k = nn.Linear(dims, dims)
+
+    # -- conductivity ----------------------------------------------------------
+    def k_preactivation(self, fve: Optional[Tensor]) -> Tensor:
+        """``to_k(FVE)`` on the FVE's own grid (before ReLU and resizing).
+
+        Bilinear/bicubic resizing is a convex combination of grid values and
+        ``to_k`` is affine, so ``resize(to_k(FVE)) == to_k(resize(FVE))``
+        exactly: running ``to_k`` on the small pretraining grid instead of
+        the (possibly huge) feature map changes no output and saves
+        ``H*W*C^2`` MACs per block and forward.
+        """
+        if self.deploy:
+            return self.k_pre
+        return self.to_k(fve)
+
+    def k_sources(self, fve: Optional[Tensor]) -> list:
+        """The tensors the decay is computed from."""
+        if self.deploy:
+            return [self.k_pre, self.k_pad]
+        return [fve, self.to_k.weight, self.to_k.bias]
+
+    def compute_decay(self, fve: Optional[Tensor], size: Tuple[int, int],
+                      interp: str = 'bilinear') -> Tensor:
+        """``exp(-K * lam)`` at ``size``, shape ``(H, W, C)``, float32."""
+        k = self.k_preactivation(fve)
+        pad = None
+        if interp == 'zero_pad':
+            # FVE zero-padding == padding to_k(FVE) with to_k's bias.
+            pad = self.k_pad if self.deploy else self.to_k.bias
+        return heat_decay(F.relu(resize_embedding(k, size, interp, pad)))
+
+    def decay(self, fve: Optional[Tensor], size: Tuple[int, int], interp: str = 'bilinear',
+              cache: Optional[ResolutionCache] = None) -> Tensor:
+        """:meth:`compute_decay`, reused from ``cache`` where that is safe
+        (eval mode, eager, no gradient wanted for the weights)."""
+        sources = self.k_sources(fve)
+        if cache is None or not cacheable(self, sources):
+            return self.compute_decay(fve, size, interp)
+        ref = sources[0]
+        key = (id(self), 'decay', tuple(size), interp, ref.device, ref.dtype)
+        return cache.get(key, sources, lambda: self.compute_decay(fve, size, interp))
+
+    # -- forward ---------------------------------------------------------------
+    def _mix(self, x: Tensor, sce: Optional[Tensor]) -> Tensor:
+        """Correction learner (``LN(ReLU(x + SCE))``) and depth-wise conv."""
+        if self.use_sce:
+            x = x + sce
+            x = self.norm1(F.relu(x, inplace=lean_inference()))  # x + sce is ours
+        return self.dwconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    def _in_proj(self, t: Tensor, half: int) -> Tensor:
+        # Two half-GEMMs give contiguous u and z (one C->2C GEMM plus a slice
+        # would hand the DCT a strided tensor).
+        c = self.dims
+        sl = slice(0, c) if half == 0 else slice(c, 2 * c)
+        return linear(t, self.linear.weight[sl], self.linear.bias[sl])
+
+    def pre_heat(self, x: Tensor, sce: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Correction learner, depth-wise conv and in-projection: ``(u, z)``."""
+        t = self._mix(x, sce)
+        return self._in_proj(t, 0), self._in_proj(t, 1)
+
+    def heat(self, u: Tensor, decay: Tensor) -> Tensor:
+        """The heat conduction itself, ``IDCT(DCT(u) * decay)``."""
+        return heat_conduction(u, decay, channels_last=True, impl=self.dct_impl)
+
+    def post_heat(self, u: Tensor, z: Tensor) -> Tensor:
+        """``Linear(LN(u) * SiLU(z))``."""
+        return linear(self.out_norm(u) * F.silu(z), self.out_linear.weight, self.out_linear.bias)
+
+    def forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
+        """``x``: ``(B, H, W, C)``; ``decay``: ``(H, W, C)``; ``sce``: ``(H, W, C)``."""
+        if lean_inference():
+            return self._forward_lean(x, decay, sce)
+        u, z = self.pre_heat(x, sce)
+        return self.post_heat(self.heat(u, decay), z)
+
+    def _forward_lean(self, x: Tensor, decay: Tensor, sce: Optional[Tensor]) -> Tensor:
+        """Inference: the same maths, with each C x H x W buffer dropped as
+        soon as it is used and the element-wise steps done in place on this
+        layer's own temporaries (never on what a submodule returned, which a
+        forward hook may hold)."""
+        t = self._mix(x, sce)
+        z = self._in_proj(t, 1)
+        u = self._in_proj(t, 0)
+        del t
+        spec = dct2d(u, channels_last=True, impl=self.dct_impl)
+        del u
+        spec.mul_(decay.to(spec.dtype))
+        u = idct2d(spec, channels_last=True, impl=self.dct_impl)
+        del spec
+        n = self.out_norm(u)
+        del u
+        z = F.silu(z, inplace=True)
+        z.mul_(n)
+        del n
+        return linear(z, self.out_linear.weight, self.out_linear.bias)

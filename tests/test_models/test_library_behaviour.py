@@ -1,0 +1,234 @@
+"""RSVHeat inside other people's processes: bounded memory, no silent NaN,
+hooks and FLOP counters that see the truth (issue 14)."""
+import pytest
+import torch
+import torch.nn as nn
+
+from rsvheat_mm.models.backbones import RSVHeat
+from rsvheat_mm.models.layers import HEAT_CACHE, ResolutionCache
+
+TINY = dict(depths=[1, 2, 2, 1], embed_dims=16)
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    model = RSVHeat(TINY, in_channels=dict(optical=3), pretrain_img_size=64, **kw)
+    model.init_weights()
+    return model.eval()
+
+
+def _cached_tensors(model):
+    return [entry[1] for entry in model.resolution_cache._entries.values()]
+
+
+# ---------------------------------------------------------------------------
+# bounded caches
+# ---------------------------------------------------------------------------
+def test_cache_stays_within_budget_over_many_sizes():
+    model = _model(cache_mb=0.25)
+    budget = model.resolution_cache.max_bytes
+    sizes = [(64 + 8 * i, 96 - 4 * i) for i in range(12)]
+    with torch.no_grad():
+        for h, w in sizes:
+            model(torch.randn(1, 3, h, w))
+            held = sum(t.untyped_storage().nbytes() for t in _cached_tensors(model))
+            assert held == model.resolution_cache.nbytes <= budget
+    assert HEAT_CACHE.nbytes <= HEAT_CACHE.max_bytes
+    # the most recent size is the one kept
+    misses = model.resolution_cache.misses
+    with torch.no_grad():
+        model(torch.randn(1, 3, *sizes[-1]))
+    assert model.resolution_cache.misses == misses
+
+
+def test_cache_reuse_invalidation_and_limits():
+    model = _model()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        y1 = model(x)[0]
+        n, misses = len(model.resolution_cache), model.resolution_cache.misses
+        assert n == sum(model.depths) + model.num_stages  # a decay per block, an SCE per stage
+        model(x)
+        assert model.resolution_cache.misses == misses  # all reused
+    # an optimizer step changes the weights in place: nothing stale is used
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=10.0)
+    sum(o.sum() for o in model(x)).backward()
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        y2 = model(x)[0]
+        fresh = _model()
+        fresh.load_state_dict(model.state_dict())
+        torch.testing.assert_close(y2, fresh(x)[0])
+    assert not torch.allclose(y1, y2)
+    # limits: 0 keeps nothing; clear_cache empties; entries beyond a budget are dropped
+    model.set_cache_limit(0)
+    assert len(model.resolution_cache) == 0
+    with torch.no_grad():
+        model(x)
+    assert len(model.resolution_cache) == 0
+    model.set_cache_limit(64)
+    with torch.no_grad():
+        model(x)
+    assert len(model.resolution_cache) == n
+    model.clear_cache()
+    assert len(model.resolution_cache) == 0 and model.resolution_cache.nbytes == 0
+    with pytest.raises(ValueError, match='cache_mb'):
+        _model(cache_mb=-1)
+
+
+def test_entry_larger_than_budget_is_not_kept():
+    cache = ResolutionCache(1000)
+    src = torch.ones(3)
+    big = cache.get('big', [src], lambda: torch.zeros(1000))
+    assert big.numel() == 1000 and len(cache) == 0
+    cache.get('a', [src], lambda: torch.zeros(100))   # 400 bytes
+    cache.get('b', [src], lambda: torch.zeros(100))
+    cache.get('a', [src], lambda: torch.ones(100))    # hit: 'a' is now the most recent
+    cache.get('c', [src], lambda: torch.zeros(100))   # 1200 > 1000: drops 'b'
+    assert 'a' in cache and 'c' in cache and 'b' not in cache
+    src.add_(1)  # an in-place update invalidates what was computed from it
+    assert cache.get('a', [src], lambda: torch.full((100, ), 7.)).max() == 7
+
+
+def test_deepcopy_starts_with_an_empty_cache():
+    import copy
+    model = _model()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    clone = copy.deepcopy(model)
+    assert len(clone.resolution_cache) == 0
+    assert all(s.cache is clone.resolution_cache for s in clone.stages)
+
+
+# ---------------------------------------------------------------------------
+# non-finite input
+# ---------------------------------------------------------------------------
+def test_nan_input_is_refused_with_advice():
+    model = _model()
+    x = torch.randn(1, 3, 64, 64)
+    x[0, :, 10:12, 20:30] = float('nan')
+    with pytest.raises(ValueError, match='NaN/Inf.*nodata'):
+        with torch.no_grad():
+            model(x)
+    x[0, :, 10:12, 20:30] = float('inf')
+    with pytest.raises(ValueError, match='60 NaN/Inf'):
+        model.train()(x)
+    # explicitly switched off: the documented consequence, every feature NaN
+    off = _model(check_finite=False)
+    x[0, :, 10:12, 20:30] = float('nan')
+    with torch.no_grad():
+        assert all(torch.isnan(o).all() for o in off(x))
+
+
+# ---------------------------------------------------------------------------
+# hooks
+# ---------------------------------------------------------------------------
+def _hooked_names(model):
+    names = []
+    for name, m in model.named_modules():
+        last = name.rsplit('.', 1)[-1]
+        if (name.startswith('stages.') and name.count('.') == 1 or last in (
+                'norm1', 'op', 'norm2', 'mlp', 'downsample') or name.startswith('stems.')
+                and name.count('.') == 1 or (name.startswith('stages.') and last.isdigit()
+                                             and '.blocks.' in name)):
+            names.append(name)
+    return names
+
+
+def _run_with_hooks(model, x, grad):
+    outputs, snapshots, pre_args = {}, {}, {}
+    handles = []
+    for name in _hooked_names(model):
+        m = model.get_submodule(name)
+
+        def pre(mod, args, name=name):
+            pre_args[name] = [type(a) for a in args]
+
+        def post(mod, args, out, name=name):
+            outs = out if isinstance(out, tuple) else (out, )
+            outputs[name] = outs
+            snapshots[name] = [None if o is None else o.detach().clone() for o in outs]
+
+        handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        with torch.set_grad_enabled(grad):
+            result = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return result, outputs, snapshots, pre_args
+
+
+def test_hooks_see_true_tensors_in_inference():
+    model = _model()
+    x = torch.randn(1, 3, 72, 88)
+    ref, ref_outputs, _, _ = _run_with_hooks(model, x, grad=True)
+    out, outputs, snapshots, pre_args = _run_with_hooks(model, x, grad=False)
+    assert len(outputs) >= 6 * sum(model.depths) // 2
+    # nothing a module returned was modified afterwards
+    for name in outputs:
+        for o, snap in zip(outputs[name], snapshots[name]):
+            if o is not None:
+                assert torch.equal(o, snap), f'{name} output modified after its hook'
+    # modules receive tensors (no containers), and see what autograd's run sees
+    for name, types in pre_args.items():
+        assert all(t in (torch.Tensor, nn.Parameter, type(None)) for t in types), (name, types)
+    for name in ref_outputs:
+        for r, o in zip(ref_outputs[name], outputs[name]):
+            if r is not None:
+                torch.testing.assert_close(o, r.detach(), atol=1e-5, rtol=1e-4)
+    for r, o in zip(ref, out):
+        torch.testing.assert_close(o, r.detach(), atol=1e-5, rtol=1e-4)
+    # without hooks: the lean path gives the same features
+    with torch.no_grad():
+        for r, o in zip(ref, model(x)):
+            torch.testing.assert_close(o, r.detach(), atol=1e-5, rtol=1e-4)
+
+
+def test_global_hook_switches_to_module_calls():
+    model = _model()
+    seen = []
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, a, o: seen.append(type(m).__name__))
+    try:
+        with torch.no_grad():
+            model(torch.randn(1, 3, 64, 64))
+    finally:
+        handle.remove()
+    assert seen.count('RSVHeatBlock') == sum(model.depths)
+
+
+# ---------------------------------------------------------------------------
+# FLOP counting
+# ---------------------------------------------------------------------------
+def _flop_counter_total(model, x):
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops(), {str(k): v for k, v in
+                                       counter.get_flop_counts()['Global'].items()}
+
+
+def test_flop_counter_mode_counts_every_linear():
+    """FlopCounterMode on real tensors = 2 x the MACs of a traced analysis."""
+    from mmengine.analysis import FlopAnalyzer
+    model = _model()
+    x = torch.randn(1, 3, 256, 256)
+    total, by_op = _flop_counter_total(model, x)
+    traced_macs = FlopAnalyzer(model, (x, )).total()
+    assert total == pytest.approx(2 * traced_macs, rel=0.15), (total, traced_macs, by_op)
+
+
+def test_flop_counter_sees_the_pocketfft_dct():
+    model = _model()
+    x = torch.randn(1, 3, 768, 256)  # stage 1 H axis 192: pocketfft on CPU
+    total, by_op = _flop_counter_total(model, x)
+    assert by_op.get('rsvheat.pocketfft_dct', 0) > 0, by_op
+    import math
+    c, h, w = model.dims[0], 192, 64
+    # one stage-1 block, DCT and IDCT over the H axis only (W = 64 runs as GEMMs)
+    assert by_op['rsvheat.pocketfft_dct'] == pytest.approx(
+        model.depths[0] * 2 * 2.5 * c * h * w * math.log2(h), rel=1e-6)
