@@ -136,3 +136,21 @@ def load_tool(relpath):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def import_benchmarking(submodule=None):
+    """The benchmark's measuring package ``tools/analysis/benchmarking`` (or
+    one of its modules, e.g. ``'memory'``), imported as ``benchmarking`` --
+    the name ``tools/analysis/benchmark.py`` imports it by -- without
+    putting ``tools/analysis`` on ``sys.path``."""
+    import importlib
+    import importlib.util
+    import sys
+    if 'benchmarking' not in sys.modules:
+        path = osp.join(ROOT, 'tools', 'analysis', 'benchmarking')
+        spec = importlib.util.spec_from_file_location(
+            'benchmarking', osp.join(path, '__init__.py'), submodule_search_locations=[path])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules['benchmarking'] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module('benchmarking' + (f'.{submodule}' if submodule else ''))

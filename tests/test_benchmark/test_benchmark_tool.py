@@ -1,31 +1,27 @@
-"""tools/analysis/benchmark.py and rsvheat_mm.utils.benchmark on CPU, toy sizes.
+"""tools/analysis/benchmark.py end to end on CPU, toy models and sizes.
 
-Shapes of the outputs and the correctness of what is counted; speed itself
-is not tested.
+Shapes of the outputs and what each row must hold; speed itself is not
+tested. The measuring methods are checked against known quantities in
+test_measurement_methods.py.
 """
-import importlib
 import json
-import math
-import os.path as osp
 import runpy
 import types
+import os.path as osp
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from rsvheat_mm.utils import benchmark as bm
-from tests.helpers import ROOT
+from tests.helpers import ROOT, import_benchmarking
 
-# The module (the package re-exports a function of the same name).
-hc = importlib.import_module('rsvheat_mm.models.layers.heat_conduction')
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
-MiB = 1 << 20
 
 
 @pytest.fixture(scope='module')
 def tool():
-    """The tool's functions (tools/ is not a package)."""
+    """The CLI's functions (tools/ is not a package; its sibling package
+    ``benchmarking`` is imported first, as running the script would)."""
+    import_benchmarking()
     path = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')
     return types.SimpleNamespace(**runpy.run_path(path, run_name='rsvheat_benchmark_tool'))
 
@@ -35,20 +31,23 @@ def _run(tool, tmp_path, *argv):
                       '--out-dir', str(tmp_path), *argv])
 
 
-# ---------------------------------------------------------------------------
-# The tool end to end
-# ---------------------------------------------------------------------------
 def test_table_outputs(tool, tmp_path):
     models = ['rsvheat-tiny', 'vit-b16', 'vitsam-b']
     threads = torch.get_num_threads()
-    payload = _run(tool, tmp_path, '--models', *models, '--sizes', '64x96', '64')
+    payload = _run(tool, tmp_path, '--models', *models, '--sizes', '64x96', '64',
+                   '--fresh-forwards', '0')
     assert torch.get_num_threads() == threads  # restored for the caller
 
     md = (tmp_path / 'benchmark.md').read_text()
     saved = json.loads((tmp_path / 'benchmark.json').read_text())
     assert (tmp_path / 'benchmark.png').read_bytes()[:8] == PNG_MAGIC
     assert saved['complete'] and saved['results'] == json.loads(json.dumps(payload['results']))
-    assert {'device', 'threads', 'versions', 'command', 'pretrain_size'} <= set(saved['env'])
+    env = saved['env']
+    assert {'device', 'threads', 'versions', 'command', 'pretrain_size', 'cpu_flags',
+            'cpu_capability', 'amp_native'} <= set(env)
+    # The CPU flags that decide bf16 speed are recorded, whatever their value.
+    assert {'avx512_bf16', 'amx_bf16', 'avx512f'} <= set(env['cpu_flags'])
+    assert '--fresh-forwards 0' in env['command']
 
     results = saved['results']
     # Every model x size x mode, sizes in ascending pixel count.
@@ -56,8 +55,8 @@ def test_table_outputs(tool, tmp_path):
         (m, s, mode) for m in models for s in ('64', '64x96') for mode in ('infer', 'train')]
     keys = {'params', 'flops_per_image', 'macs_per_image', 'dct_flops_per_image',
             'sec_per_image', 'images_per_s', 'iter_times', 'mem_before_bytes', 'mem_peak_bytes',
-            'mem_activation_bytes', 'mem_method', 'attention', 'ratio_flops',
-            'ratio_images_per_s', 'ratio_mem_activation', 'status'}
+            'mem_activation_bytes', 'mem_tensor_peak_bytes', 'mem_method', 'attention',
+            'ratio_flops', 'ratio_images_per_s', 'ratio_mem_activation', 'status'}
     for r in results:
         assert keys <= set(r), keys - set(r)
         assert r['status'] == 'ok'
@@ -67,11 +66,12 @@ def test_table_outputs(tool, tmp_path):
         assert r['images_per_s'] == pytest.approx(1 / r['sec_per_image'])
         assert r['mem_peak_bytes'] >= r['mem_before_bytes'] > 0
         assert r['mem_activation_bytes'] == r['mem_peak_bytes'] - r['mem_before_bytes']
+        assert r['mem_tensor_peak_bytes'] > 0
+        assert 'mem_fresh_rss_growth_bytes' not in r  # --fresh-forwards 0
         if r['model'] == 'vit-b16':
             assert r['ratio_flops'] == r['ratio_images_per_s'] == 1.0
     by = {(r['model'], r['size_str'], r['mode']): r for r in results}
     for mode in ('infer', 'train'):
-        # FLOPs grow with the image; training costs more than inference.
         for m in models:
             assert by[m, '64x96', mode]['flops_per_image'] > by[m, '64', mode]['flops_per_image']
             assert by[m, '64', 'train']['flops_per_image'] > by[m, '64', 'infer']['flops_per_image']
@@ -81,6 +81,7 @@ def test_table_outputs(tool, tmp_path):
         assert by['rsvheat-tiny', '64', mode]['attention'] == 'none'
         r = by['rsvheat-tiny', '64', mode]
         assert 0 < r['dct_flops_per_image'] < r['flops_per_image']
+        assert r['cache_bytes'] >= 0
         assert by['vit-b16', '64', mode]['dct_flops_per_image'] is None
         assert by['rsvheat-tiny', '64', mode]['ratio_flops'] == pytest.approx(
             r['flops_per_image'] / by['vit-b16', '64', mode]['flops_per_image'])
@@ -88,13 +89,98 @@ def test_table_outputs(tool, tmp_path):
     # The Markdown: one section per mode, one row per measurement, ratio columns.
     assert '## Inference' in md and '## Training step' in md
     assert md.count('| rsvheat-tiny | 64x96 | 1 |') == 2
-    assert 'FLOPs ×' in md and 'img/s ×' in md and '1.00×' in md
+    assert 'FLOPs ×' in md and 'img/s ×' in md and '1.00×' in md and 'tensor peak ×' in md
+    # Descriptions read from the classes' arch_zoo entries.
+    assert 'RS-vHeat-T (2-2-6-2, C=96)' in md and 'global attention in layers 2/5/8/11' in md
+
+
+def test_fresh_process_column_and_amp(tool, tmp_path):
+    """Inference rows get the fresh-process resident growth; --amp runs on
+    CPU, and the report says whether this CPU has native bf16."""
+    payload = _run(tool, tmp_path, '--models', 'rsvheat-base', '--sizes', '64', '--modes',
+                   'infer', 'train', '--fresh-forwards', '2', '--amp', 'bf16',
+                   '--baseline', 'none')
+    infer, train = payload['results']
+    assert infer['amp'] == train['amp'] == 'bf16'
+    assert 'fresh_error' not in infer, infer.get('fresh_error')
+    assert infer['fresh_forwards'] == 2 and len(infer['fresh_rss_after_each_bytes']) == 2
+    assert infer['mem_fresh_rss_growth_bytes'] >= max(0, infer['fresh_rss_kept_bytes'])
+    assert infer['fresh_cache_bytes'] >= 0
+    assert 'mem_fresh_rss_growth_bytes' not in train  # inference only
+    md = (tmp_path / 'benchmark.md').read_text()
+    assert 'fresh RSS growth (MiB)' in md
+    env = payload['env']
+    from benchmarking.environment import cpu_flags
+    native = bool({'avx512_bf16', 'amx_bf16'} & cpu_flags())
+    assert env['amp_native'] == native
+    assert ('emulation' in md) == (not native)
+
+
+def test_rsvheat_variants(tool, tmp_path):
+    """The RS-vHeat-B variants of issue 16 exist and build as named."""
+    payload = _run(tool, tmp_path, '--models', 'rsvheat-base', 'rsvheat-base-autograd',
+                   'rsvheat-base-cp', 'rsvheat-base-sac', '--sizes', '64', '--modes', 'train',
+                   '--flops-only', '--baseline', 'rsvheat-base')
+    rows = payload['results']
+    assert [r['model'] for r in rows] == [
+        'rsvheat-base', 'rsvheat-base-autograd', 'rsvheat-base-cp', 'rsvheat-base-sac']
+    assert all(r['status'] == 'flops-only' for r in rows)
+    by = {r['model']: r for r in rows}
+    # Same weights: same parameter count; full checkpointing recomputes the blocks.
+    assert len({r['params'] for r in rows}) == 1
+    assert by['rsvheat-base-cp']['flops_per_image'] > by['rsvheat-base']['flops_per_image']
+    # The DCT share follows each path's own transform count (the model's fact).
+    assert by['rsvheat-base-cp']['dct_flops_per_image'] > \
+        by['rsvheat-base']['dct_flops_per_image'] > \
+        by['rsvheat-base-autograd']['dct_flops_per_image']
+
+
+def test_run_budget_skips_and_lists(tool, tmp_path):
+    """A run budget used up at once: every measurement is skipped with the
+    reason (FLOPs and time are not spent), and the report lists them."""
+    payload = _run(tool, tmp_path, '--models', 'rsvheat-tiny', 'vit-b16', '--sizes', '64',
+                   '128', '--modes', 'infer', '--fresh-forwards', '0', '--order', 'size',
+                   '--run-budget', '0.001')
+    rows = payload['results']
+    assert [(r['model'], r['size_str'], r['status']) for r in rows] == [
+        (m, s, 'skipped') for s in ('64', '128') for m in ('rsvheat-tiny', 'vit-b16')]
+    assert all(r['skip_reason'] == '--run-budget used up' for r in rows)
+    md = (tmp_path / 'benchmark.md').read_text()
+    assert 'Skipped: 4 measurement(s)' in md and 'vit-b16 infer 128' in md
+
+
+def test_budget_verdict_predicts_the_run_time():
+    """Step time predicted from the same model's smaller size (scaled by
+    FLOPs), else from another model's seconds per FLOP; a measurement that
+    would end after the deadline is skipped, one that fits is not."""
+    import time
+    measure = import_benchmarking('measure')
+    args = types.SimpleNamespace(mem_budget=None, time_budget=None, warmup=2, iters=5)
+    cpu = torch.device('cpu')
+    done = dict(status='ok', sec_per_iter=2.0, flops_per_image=1e9, batch=1, pixels=64 * 64,
+                size=[64, 64])
+    rec = dict(flops_per_image=4e9, batch=1, pixels=128 * 128)
+    # 1 recorded + 2 warm-up + 2 memory + 5 timed steps of 8 s = 80 s (+ 5 s fresh)
+    reason = measure.budget_verdict(rec, [done], args, cpu, deadline=time.monotonic() + 60,
+                                    fresh_seconds=5)
+    assert reason.startswith('predicted 85 s') and '--run-budget' in reason
+    assert rec['predicted_sec_per_iter'] == pytest.approx(8.0)
+    assert measure.budget_verdict(dict(rec), [done], args, cpu,
+                                  deadline=time.monotonic() + 600) is None
+    # No history of this model: another model's rate in this mode.
+    rec = dict(flops_per_image=4e9, batch=1, pixels=128 * 128)
+    assert measure.budget_verdict(rec, [], args, cpu, others=[done],
+                                  deadline=time.monotonic() + 60) is not None
+    assert rec['predicted_sec_per_iter'] == pytest.approx(8.0)
 
 
 def test_scaling_outputs_and_budget(tool, tmp_path):
+    # Built for each size: RS-vHeat's conductivity GEMM on the FVE grid then
+    # scales with the image too (at a fixed 224 px grid it is a constant that
+    # dominates toy models).
     payload = _run(tool, tmp_path / 'a', '--scaling', '--models', 'rsvheat-tiny',
                    '--sizes', '64', '128', '--modes', 'infer', '--fit-min-side', '64',
-                   '--baseline', 'none')
+                   '--baseline', 'none', '--fresh-forwards', '0', '--pretrain-size', 'input')
     assert (tmp_path / 'a' / 'scaling.png').read_bytes()[:8] == PNG_MAGIC
     md = (tmp_path / 'a' / 'scaling.md').read_text()
     exp = json.loads((tmp_path / 'a' / 'scaling.json').read_text())['exponents']
@@ -140,6 +226,8 @@ def test_profile_dct(tool, tmp_path):
     (['--models', 'vit-l16'], '--models: unknown'),
     (['--models', 'rsvheat-tiny'], '--baseline vit-b16 is not among --models'),
     (['--warmup', '0'], '--warmup must be >= 1'),
+    (['--fresh-forwards', '-1'], '--fresh-forwards must be >= 0'),
+    (['--run-budget', '0'], '--run-budget must be > 0'),
     (['--scaling', '--batch-sizes', '4'], '--scaling measures single images'),
     (['--pretrain-size', 'abc'], '--pretrain-size'),
 ])
@@ -149,133 +237,15 @@ def test_bad_arguments_are_named(tool, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------------------
-# What is counted
-# ---------------------------------------------------------------------------
-def test_flops_of_the_dct_gemms_and_ffts():
-    b, h, w, c = 2, 12, 20, 8
-    decay = torch.rand(h, w, c)
-    cost = bm.count_step_cost(
-        lambda: hc.heat_conduction(torch.empty(b, h, w, c), decay, True, 'matmul'))
-    # Forward + inverse transform along W and along H, 2 FLOPs per MAC.
-    assert cost['flops'] == 2 * (2 * b * h * w * c * (h + w))
-
-    cost = bm.count_step_cost(
-        lambda: hc.heat_conduction(torch.empty(b, h, w, c), decay, True, 'fft'))
-    fft = sum(v for k, v in cost['flops_by_op'].items() if k in bm.FFT_OPS)
-    assert fft == cost['flops'] > 0  # FFTs only, no GEMM left
-    # One forward (real input) and one inverse (complex) FFT per axis and line.
-    n_pts = b * h * w * c
-    expected = sum((2.5 + 5.0) * n_pts * math.log2(n) for n in (h, w))
-    assert fft == pytest.approx(expected, abs=4)  # each op's count is rounded
-
-    # pocketfft: one real-to-real transform per axis and line, each direction.
-    cost = bm.count_step_cost(
-        lambda: hc.heat_conduction(torch.empty(b, h, w, c), decay, True, 'scipy'))
-    assert set(cost['flops_by_op']) == {'rsvheat.pocketfft_dct'}
-    expected = sum(2 * 2.5 * n_pts * math.log2(n) for n in (h, w))
-    assert cost['flops'] == pytest.approx(expected, abs=4)
-
-
-def test_sdpa_on_cpu_is_counted():
-    """FlopCounterMode alone counts the CPU flash-attention kernel as 0."""
-    bsz, heads, seq, dim = 1, 2, 16, 8
-    q = torch.randn(bsz, heads, seq, dim, requires_grad=True)
-    with torch.utils.flop_counter.FlopCounterMode(display=False) as plain:
-        F.scaled_dot_product_attention(q, q, q)
-    assert plain.get_total_flops() == 0
-    fwd = 2 * 2 * bsz * heads * seq * seq * dim  # QK^T and AV
-    cost = bm.count_step_cost(lambda: F.scaled_dot_product_attention(q, q, q))
-    assert cost['flops'] == fwd
-    cost = bm.count_step_cost(lambda: F.scaled_dot_product_attention(q, q, q).sum().backward())
-    # Backward as torch counts the fused kernels: recompute QK^T, then dP, dV, dQ, dK.
-    assert cost['flops'] == fwd + 5 * fwd // 2
-    q.grad = None
-
-
-def test_fake_count_equals_real_count():
-    """Counting on fake tensors gives what counting the real step gives."""
-    from rsvheat_mm.models.backbones.rsvheat import RSVHeat
-    model = RSVHeat(dict(depths=[1, 1, 1, 1], embed_dims=16), in_channels=dict(optical=3))
-    x = torch.randn(1, 3, 64, 96)
-    for train in (False, True):
-        model.train(train)
-
-        def step(make_x):
-            with torch.set_grad_enabled(train):
-                out = model(make_x())
-                if train:
-                    sum(o.mean() for o in out).backward()
-
-        fake = bm.count_step_cost(lambda: step(lambda: torch.empty(1, 3, 64, 96)))['flops']
-        model.zero_grad(set_to_none=True)
-        for m in model.modules():
-            if hasattr(m, 'clear_cache'):
-                m.clear_cache()
-        hc.clear_heat_caches()
-        with torch.utils.flop_counter.FlopCounterMode(
-                display=False, custom_mapping=bm.EXTRA_FLOP_FORMULAS) as real:
-            step(lambda: x)
-        model.zero_grad(set_to_none=True)
-        assert fake == real.get_total_flops() > 0
-
-
-def test_live_bytes_on_fake_tensors():
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    with FakeTensorMode():
-        with bm.LiveBytesMode() as live:
-            a = torch.ones(1 << 20)  # 4 MiB
-            b = a * 2  # 4 MiB
-            del a
-            c = b.view(-1)[:10]  # a view: nothing new
-            d = b + 1  # 4 MiB
-            assert live.live == 8 * MiB
-            del b, c, d
-    assert live.peak == 8 * MiB  # a was freed before d existed
-
-
-# ---------------------------------------------------------------------------
-# Memory: a known allocation inside the step shows up
-# ---------------------------------------------------------------------------
-def test_cpu_step_memory_sees_a_known_allocation():
-    assert bm.cpu_memory_method() is None
-    from rsvheat_mm.models.backbones.rsvheat import RSVHeat
-    model = RSVHeat(dict(depths=[1, 1, 1, 1], embed_dims=16), in_channels=dict(optical=3)).eval()
-    x = torch.randn(1, 3, 64, 64)
-    extra_mib = 64
-
-    def step(extra):
-        # The extra tensor is alive during the forward pass, so it adds to the
-        # peak instead of reusing the activations' pages; ones() touches it.
-        keep = torch.ones(extra * MiB // 4) if extra else None
-        with torch.inference_mode():
-            model(x)
-        return keep is not None
-
-    step(0)  # warm: bases and decays cached, thread pools up
-    measured = {}
-    for extra in (0, extra_mib, 0):
-        with bm.StepMemory('cpu') as mem:
-            step(extra)
-        assert mem.activation == mem.peak - mem.before and mem.before > 0
-        measured.setdefault(extra, []).append(mem.activation / MiB)
-    base = max(measured[0])
-    assert 0.9 * extra_mib <= measured[extra_mib][0] - base <= extra_mib + 8
-    # The high-water mark is reset by every measurement: a small step after a
-    # big one reads small again.
-    assert measured[0][1] < 0.5 * measured[extra_mib][0]
-    assert 'VmHWM' in mem.method
-
-
-def test_growth_exponent_and_extrapolation():
-    pixels = [s * s for s in (512, 1024, 2048, 4096)]
-    values = [3.0 * p**1.5 for p in pixels]
-    assert bm.growth_exponent(pixels, values) == pytest.approx(1.5)
-    # Only sizes >= 1024 px: a changing slope below is ignored.
-    values[0] = 1.0
-    assert bm.growth_exponent(pixels, values, 1024**2) == pytest.approx(1.5)
-    assert bm.growth_exponent(pixels[:1], values[:1]) is None
-    assert bm.extrapolate(pixels[1:3], values[1:3], pixels[3]) == pytest.approx(values[3])
-    # Never extrapolated slower than linear in N.
-    assert bm.extrapolate([1, 2], [5, 5], 4) == pytest.approx(10)
-    assert bm.extrapolate([1], [5], 4) is None
+def test_cli_runs_as_a_script(tmp_path):
+    """``python tools/analysis/benchmark.py`` finds its sibling package by
+    Python's script-folder rule (no sys.path edits), from any directory."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'analysis', 'benchmark.py'),
+                           '--tiny', '--flops-only', '--models', 'rsvheat-tiny', '--sizes', '64',
+                           '--modes', 'infer',
+                           '--baseline', 'none', '--out-dir', str(tmp_path)],
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / 'benchmark.json').read_text())['complete']
