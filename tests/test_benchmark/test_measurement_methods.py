@@ -286,6 +286,7 @@ def test_zoo_comes_from_the_model_classes():
     model = built['rsvheat-base']
     assert zoo.transform_flops(model, (64, 64), 2, 'infer', 'cpu') == \
         model.transform_flops((64, 64), batch=2, mode='infer', device='cpu') > 0
+    zoo.clear_model_caches(model)  # also the process-wide bases earlier tests left
     assert zoo.cache_bytes(model) == 0
     with torch.inference_mode():
         model.eval()(torch.randn(1, 3, 64, 64))

@@ -17,8 +17,8 @@
 #      autocast training steps at 1024 px, which must stay finite;
 #   4. benchmark (benchmark.py --device cuda --order size): RS-vHeat-B,
 #      ViT-B/16, Swin-B and ViTSAM-B at 512, 1024 and 2048 px, inference and
-#      a training step, fp32 then bf16 autocast, each pass given its share
-#      of the time left; what is predicted not to fit is skipped and listed;
+#      a training step, fp32 then bf16 autocast (60 % / 40 % of the time
+#      left); what is predicted not to fit is skipped and listed;
 #   5. summary.md (every table), gpu_check.log and results.tar.gz (all JSON,
 #      Markdown and PNG, also left in details/ unless $OUT is set: a tool that
 #      fetches $OUT then gets three files) in the output folder: --out, else
@@ -39,6 +39,10 @@
 #       fp32) and the packages of the current environment (no install unless
 #       --wheels is given); the test suite runs this
 #       (tests/test_benchmark/test_gpu_check.py)
+#
+# Environment: PYTHON (the interpreter, default python3), OUT (output folder),
+# GPU_CHECK_MODELS (default "rsvheat-base vit-b16 swin-b vitsam-b"),
+# GPU_CHECK_AMPS (default "none bf16"; the dry run "none").
 #
 # The wheels folder is ignored by git, so a tool that copies the working
 # tree to the GPU machine must be told to bring it: carry the path
@@ -73,7 +77,7 @@ BINARY_WHEELS=(numpy scipy matplotlib contourpy cycler fonttools kiwisolver pypa
 # Always installed from the folder (the versions under test), even if present.
 OPENMMLAB=(mmengine mmcv-lite mmpretrain)
 
-usage() { sed -n '2,40p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n "2,$(( $(grep -n '^set -uo' "${BASH_SOURCE[0]}" | cut -d: -f1) - 1 ))p" "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -199,10 +203,11 @@ case $rc in
     *) say "device checks broke (exit $rc)"; STATUS=1 ;;
 esac
 
-# 4. benchmarks: the time left (less 20 s for the summary), shared by the passes
+# 4. benchmarks: the time left (less 20 s for the summary), shared by the
+# passes; the first (fp32) gets 60 % when two remain
 n=${#AMPS[@]}
 for amp in "${AMPS[@]}"; do
-    share=$(( ($(left) - 20) / n ))
+    share=$(( ($(left) - 20) * (n == 2 ? 6 : 10) / (n == 2 ? 10 : 10 * n) ))
     n=$((n - 1))
     if [ "$share" -lt 15 ]; then
         say "benchmark --amp $amp skipped: ${share}s of the budget left for it"

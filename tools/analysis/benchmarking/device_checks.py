@@ -214,6 +214,8 @@ def markdown(res):
                        f'{a["grad_rel_err_vs_fp32_median"]:.2e} / '
                        f'{a["grad_rel_err_vs_fp32_max"]:.2e} | {a["seconds"]:.2f} |')
         out.append('')
+    for note in res.get('notes', []):
+        out.append(f'- note: {note}')
     for s in res['skipped']:
         out.append(f'- skipped: {s}')
     return '\n'.join(out) + '\n'
@@ -296,6 +298,7 @@ def main(argv=None):
             native, note = cpu_amp_support(amp)
             if not native:
                 res.setdefault('notes', []).append(note)
+                print(f'note: {note}', flush=True)
         a = autocast_step(arch, args.amp_size, device, amp)
         res['autocast'].append(a)
         print(f'{amp} training step {args.amp_size} px: '
