@@ -9,20 +9,16 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from rsvheat_mm.apis.scene import blend_weights
 from rsvheat_mm.datasets.planted_changes import (DEFAULT_SPLITS, make_planted_change_dataset,
                                                  plant_changes)
-from tests.helpers import DEMO_DATA, ROOT
-
-init_default_scope('mmseg')
+from tests.helpers import DEMO_DATA, ROOT, TINY_ARCH, TINY_DIMS, evaluate, val_metrics
 
 LEVIR = 'configs/change_detection/siam-upernet_rsvheat-b_4xb4-40k_levir-cd-256x256.py'
 GENERIC = 'configs/change_detection/siam-upernet_rsvheat-b_4xb4-20k_bitemporal-cd-256x256.py'
 DEMO = 'configs/demo/siam-upernet_rsvheat-demo_1xb4-100iter_planted-cd-128x128.py'
-DIMS = [16, 32, 64, 128]
 
 # LEVIR-CD layout: {train,val,test}/{A,B,label}/*.png, 0/255 labels (tiles
 # cut to 384 x 384 to keep the sliding-window evaluation CPU-cheap).
@@ -34,11 +30,6 @@ LEVIR_SPLITS = {
     'test': dict(bases=['loveda/img_dir/1.png'], objects=['potsdam'],
                  textures=['scenes/4.png'], pairs_per_base=1),
 }
-
-
-def _metrics(runner):
-    return {k[len('val/'):]: v.current() for k, v in runner.message_hub.log_scalars.items()
-            if k.startswith('val/')}
 
 
 def _common(cfg, data_root, work_dir):
@@ -82,25 +73,55 @@ def test_levir_config_two_iterations_and_evaluation(tmp_path):
     # 256/128 test on the full tiles unchanged
     cfg = _common(cfg, tmp_path / 'LEVIR-CD', tmp_path / 'work')
     m = cfg.model
-    m.backbone.arch = dict(depths=[1, 1, 1, 1], embed_dims=16)
+    m.backbone.arch = TINY_ARCH
     m.backbone.init_cfg = None
-    m.fusion_neck.in_channels = m.fusion_neck.out_channels = DIMS
-    m.decode_head.in_channels, m.decode_head.channels = DIMS, 16
-    m.auxiliary_head.in_channels, m.auxiliary_head.channels = DIMS[2], 8
+    m.fusion_neck.in_channels = m.fusion_neck.out_channels = TINY_DIMS
+    m.decode_head.in_channels, m.decode_head.channels = TINY_DIMS, 16
+    m.auxiliary_head.in_channels, m.auxiliary_head.channels = TINY_DIMS[2], 8
     cfg.train_dataloader.batch_size = 2
     cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 2
     cfg.default_hooks.checkpoint.interval = 2
     from rsvheat_mm.engine.launch import build_runner, prepare_config
     runner = build_runner(prepare_config(cfg))
     runner.train()
-    metrics = _metrics(runner)
+    metrics = val_metrics(runner)
     assert {'F1', 'precision', 'recall', 'IoU', 'OA', 'kappa', 'mIoU'} <= set(metrics)
-    assert all(0 <= metrics[k] <= 100 for k in ('F1', 'precision', 'recall', 'IoU'))
+    _check_change_evaluator(runner)
     # best-F1 checkpoint of the recipe's CheckpointHook
     assert any(f.startswith('best_F1_iter_2') for f in os.listdir(tmp_path / 'work'))
     # the test split (another tile) through the test loop
     test_metrics = runner.test()
     assert {'F1', 'precision', 'recall', 'IoU'} <= set(test_metrics)
+
+
+def _check_change_evaluator(runner):
+    """The config's evaluator against the oracle, on the validation labels
+    (read here as 0/255 PNGs): the label as the prediction scores 100; with
+    the change erased from every 4th row, precision stays 100 and recall,
+    F1 and IoU are what the erased pixel count gives."""
+    from mmengine.structures import PixelData
+
+    ds = runner.val_dataloader.dataset
+    perfect, erased, tp, fn = [], [], 0, 0
+    for i in range(len(ds)):
+        sample = ds[i]['data_samples']
+        gt = (mmcv.imread(ds.get_data_info(i)['seg_map_path'], 'unchanged') > 127).astype(np.int64)
+        cut = gt.copy()
+        cut[::4] = 0
+        tp, fn = tp + int(cut.sum()), fn + int(gt.sum() - cut.sum())
+        for into, pred in ((perfect, gt), (erased, cut)):
+            s = sample.clone()
+            s.pred_sem_seg = PixelData(data=torch.from_numpy(pred)[None])
+            into.append(s)
+    scores = evaluate(runner.val_evaluator, perfect)
+    assert all(scores[k] == 100 for k in ('F1', 'precision', 'recall', 'IoU', 'OA')), scores
+    scores = evaluate(runner.val_evaluator, erased)
+    recall = tp / (tp + fn)
+    assert 0.5 < recall < 0.9
+    expected = dict(precision=100, recall=100 * recall, IoU=100 * recall,
+                    F1=100 * 2 * recall / (1 + recall))
+    for k, v in expected.items():
+        assert scores[k] == pytest.approx(v, abs=0.006), (k, scores)
 
 
 @pytest.fixture(scope='module')
@@ -122,7 +143,7 @@ def trained(tmp_path_factory):
     runner.train()
     ckpt = root / 'work' / f'iter_{iters}.pth'
     assert ckpt.exists()
-    return dict(cfg=cfg, f1_init=f1_init, f1=_metrics(runner)['F1'], ckpt=str(ckpt), root=root)
+    return dict(cfg=cfg, f1_init=f1_init, f1=val_metrics(runner)['F1'], ckpt=str(ckpt), root=root)
 
 
 def test_short_training_on_planted_changes_beats_initialisation(trained):

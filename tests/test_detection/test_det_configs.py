@@ -4,19 +4,120 @@ import math
 import os
 import os.path as osp
 
+import numpy as np
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 from rsvheat_mm.datasets import dota_split
 from rsvheat_mm.datasets import rs_det_formats as fmt
-from tests.helpers import ROOT
-from tests.test_detection.fixtures import (dior_hbb_xml, load_tool, make_dior,
-                                           make_dota_scene, make_fair1m, make_sar_aircraft,
-                                           tiny_det_cfg)
+from tests.helpers import ROOT, evaluate, load_tool, val_metrics
+from tests.test_detection.fixtures import (dior_hbb_xml, make_dior, make_dota_scene,
+                                           make_fair1m, make_sar_aircraft, tiny_det_cfg)
 
 DET = osp.join(ROOT, 'configs', 'detection')
 RDET = osp.join(ROOT, 'configs', 'rotated_detection')
+
+
+def ap_with_recall(recall, eleven_points):
+    """VOC AP of a ranking whose precision is 1 up to ``recall`` and which
+    finds nothing more (the 11-point or the area definition)."""
+    if recall == 0:  # no detection at all
+        return 0.
+    if eleven_points:
+        return sum(recall >= t for t in np.arange(0, 1 + 1e-3, 0.1)) / 11
+    return recall
+
+
+def _eleven_points(metric):
+    mode = getattr(metric, 'eval_mode', None)
+    return getattr(metric, 'use_07_metric', mode == '11points')
+
+
+def check_voc_evaluator(runner):
+    """The config's VOC evaluator against the oracle: the annotations (in
+    original image coordinates) fed as predictions give mAP 1; one object
+    of the most frequent class left out gives that class the AP of its
+    recall; a false positive ranked above everything halves the AP of a class
+    with a single object."""
+    from mmengine.structures import InstanceData
+    ds = runner.val_dataloader.dataset
+    items = []
+    for i in range(len(ds)):
+        inst = [x for x in ds.get_data_info(i)['instances'] if not x['ignore_flag']]
+        boxes = torch.tensor([x['bbox'] for x in inst], dtype=torch.float32).reshape(-1, 4)
+        items.append((ds[i]['data_samples'], boxes, torch.tensor([x['bbox_label'] for x in inst])))
+    labels = torch.cat([lab for _, _, lab in items])
+    classes, counts = labels.unique(return_counts=True)
+    drop_cls = int(classes[counts.argmax()])
+
+    def score(drop_one=False, false_positive=False):
+        samples, dropped = [], False
+        for sample, boxes, lab in items:
+            scores = torch.ones(len(lab))
+            keep = torch.ones(len(lab), dtype=torch.bool)
+            if drop_one and not dropped and (lab == drop_cls).any():
+                keep[int((lab == drop_cls).nonzero()[0])] = False
+                dropped = True
+            boxes, lab, scores = boxes[keep], lab[keep], scores[keep]
+            if false_positive and len(lab):  # a tiny box far from every object
+                far = torch.tensor([[0., 0., 4., 4.]]) + boxes.new_tensor(
+                    [boxes[:, 2].max() + 8, boxes[:, 3].max() + 8] * 2)
+                boxes, lab = torch.cat([boxes, far]), torch.cat([lab, lab[:1]])
+                scores = torch.cat([scores, scores.new_tensor([2.])])
+            s = sample.clone()
+            s.pred_instances = InstanceData(bboxes=boxes, labels=lab, scores=scores)
+            samples.append(s)
+        return evaluate(runner.val_evaluator, samples)['pascal_voc/mAP']
+
+    eleven = _eleven_points(runner.val_evaluator.metrics[0])
+    assert score() == pytest.approx(1.0, abs=1e-3)
+    n = int(counts.max())
+    expected = (len(classes) - 1 + ap_with_recall((n - 1) / n, eleven)) / len(classes)
+    assert score(drop_one=True) == pytest.approx(expected, abs=1e-3)
+    if len(labels) == 1:
+        assert score(false_positive=True) == pytest.approx(0.5, abs=1e-3)
+
+
+def check_merged_dota_evaluator(runner, scene_ann_dir):
+    """MergedDOTAMetric of the config against the oracle: each scene's
+    non-difficult objects (read from its label file here) fed as the
+    predictions of a patch at the scene's origin give mAP 1; one object of
+    the most frequent class left out gives that class the AP of its
+    recall."""
+    from mmrotate.structures.bbox import qbox2rbox
+    metric = runner.val_evaluator.metrics[0]
+    classes = list(runner.val_dataloader.dataset.metainfo['classes'])
+    aliases = dict(zip(fmt.FAIR1M_DOTA_CLASSES, fmt.FAIR1M_CLASSES))
+    scenes = {}
+    for name in sorted(os.listdir(scene_ann_dir)):
+        objects = [o for o in fmt.read_dota_txt(osp.join(scene_ann_dir, name))['objects']
+                   if o['difficult'] <= metric.diff_thr]
+        labels = [classes.index(o['name'] if o['name'] in classes else aliases[o['name']])
+                  for o in objects]
+        polys = torch.tensor([o['poly'] for o in objects], dtype=torch.float32).reshape(-1, 8)
+        scenes[osp.splitext(name)[0]] = (qbox2rbox(polys), torch.tensor(labels))
+    labels = torch.cat([lab for _, lab in scenes.values()])
+    classes_present, counts = labels.unique(return_counts=True)
+    drop_cls = int(classes_present[counts.argmax()])
+
+    def score(drop_one=False):
+        samples, dropped = [], False
+        for scene, (boxes, lab) in scenes.items():
+            keep = torch.ones(len(lab), dtype=torch.bool)
+            if drop_one and not dropped and (lab == drop_cls).any():
+                keep[int((lab == drop_cls).nonzero()[0])] = False
+                dropped = True
+            samples.append(dict(img_id=f'{scene}__1024__0___0',
+                                pred_instances=dict(bboxes=boxes[keep], labels=lab[keep],
+                                                    scores=torch.ones(int(keep.sum())))))
+        return evaluate(runner.val_evaluator, samples)['dota/mAP']
+
+    assert score() == pytest.approx(1.0, abs=1e-3)
+    n = int(counts.max())
+    expected = (len(classes_present) - 1 + ap_with_recall((n - 1) / n, _eleven_points(metric)))
+    assert score(drop_one=True) == pytest.approx(expected / len(classes_present), abs=1e-3)
 
 
 def train_and_validate(cfg):
@@ -27,8 +128,7 @@ def train_and_validate(cfg):
     assert math.isfinite(loss) and loss > 0
     assert runner.iter == cfg.train_cfg.max_iters
     assert osp.isfile(osp.join(cfg.work_dir, f'iter_{cfg.train_cfg.max_iters}.pth'))
-    return runner, {k[len('val/'):]: v.current() for k, v in hub.log_scalars.items()
-                    if k.startswith('val/')}
+    return runner, val_metrics(runner)
 
 
 def test_dior_faster_rcnn(tmp_path):
@@ -45,7 +145,7 @@ def test_dior_faster_rcnn(tmp_path):
     inst = ds.get_data_info(0)['instances']
     assert inst == [dict(bbox=[133.0, 237.0, 684.0, 672.0], bbox_label=9, ignore_flag=0)]
     assert set(metrics) >= {'pascal_voc/mAP', 'pascal_voc/AP50'}
-    assert 0.0 <= metrics['pascal_voc/mAP'] <= 1.0
+    check_voc_evaluator(runner)
 
 
 def test_dior_dataset_names_case_insensitive_and_strict(tmp_path):
@@ -89,6 +189,7 @@ def test_sar_aircraft_faster_rcnn_uses_sar_stem(tmp_path):
     names = [ds.metainfo['classes'][i['bbox_label']] for i in ds.get_data_info(0)['instances']]
     assert names == fixture['names']
     assert 'pascal_voc/mAP' in metrics
+    check_voc_evaluator(runner)
 
 
 def _split(img_dir, ann_dir, save_dir):
@@ -110,7 +211,8 @@ def test_dota_oriented_rcnn_full_scene_eval(tmp_path):
     tiny_det_cfg(cfg, tmp_path / 'work', scale=128)
     runner, metrics = train_and_validate(cfg)
     assert type(runner.val_evaluator.metrics[0]).__name__ == 'MergedDOTAMetric'
-    assert 0.0 <= metrics['dota/mAP'] <= 1.0 and 'dota/AP50' in metrics
+    assert {'dota/mAP', 'dota/AP50'} <= set(metrics)
+    check_merged_dota_evaluator(runner, cfg.val_evaluator.scene_ann_dir)
 
 
 def test_fair1m_oriented_rcnn_train_eval_and_submission(tmp_path):
@@ -140,7 +242,8 @@ def test_fair1m_oriented_rcnn_train_eval_and_submission(tmp_path):
     labels = {ds.metainfo['classes'][i['bbox_label']]
               for k in range(len(ds)) for i in ds.get_data_info(k)['instances']}
     assert labels == {'Boeing737', 'A220', 'Boeing787', 'other-airplane'}
-    assert 0.0 <= metrics['dota/mAP'] <= 1.0
+    assert 'dota/mAP' in metrics
+    check_merged_dota_evaluator(runner, cfg.val_evaluator.scene_ann_dir)
 
     # test split (no labels): merged Task1 files -> FAIR1M server XML
     assert runner.test() == {}

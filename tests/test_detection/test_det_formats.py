@@ -4,7 +4,6 @@ import contextlib
 import io
 import os.path as osp
 import shutil
-import subprocess
 import xml.etree.ElementTree as ET
 
 import cv2
@@ -12,16 +11,15 @@ import numpy as np
 import pytest
 
 from rsvheat_mm.datasets import dota_split, rs_det_formats as fmt
-from tests.helpers import DEMO_DATA, PYTHON, ROOT, python_env
+from tests.helpers import DEMO_DATA, PYTHON, load_tool, run_tool
 from tests.test_detection.fixtures import (FAIR1M_TYPES, dior_hbb_xml, fair1m_xml,
-                                           load_tool, make_dior, make_dota_scene,
-                                           make_fair1m)
+                                           make_dior, make_dota_scene, make_fair1m)
 
 DIOR_OBB = osp.join(DEMO_DATA, 'dior', 'Annotations', 'Oriented Bounding Boxes', '00001.xml')
 DOTA_TXT = osp.join(DEMO_DATA, 'dota', 'labelTxt', 'P2805__1024__0___0.txt')
 
 
-def run_tool(script, *args):
+def run_main(script, *args):
     """Run a converter's ``main`` in-process (a subprocess costs seconds)."""
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -31,17 +29,14 @@ def run_tool(script, *args):
 
 def test_converter_scripts_run_standalone(tmp_path):
     root = make_dior(str(tmp_path / 'DIOR'))
-    proc = subprocess.run([PYTHON, 'tools/dataset_converters/dior.py', 'obb2hbb', root],
-                          cwd=ROOT, env=python_env(), capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_tool([PYTHON, 'tools/dataset_converters/dior.py', 'obb2hbb', root], timeout=300)
     assert osp.isfile(osp.join(root, 'Annotations', 'Horizontal Bounding Boxes', '00001.xml'))
 
 
 # -- DIOR --------------------------------------------------------------------------------
 def test_dior_obb_to_hbb_on_real_sample(tmp_path):
     root = make_dior(str(tmp_path / 'DIOR'))
-    out = run_tool('tools/dataset_converters/dior.py', 'obb2hbb', root)
+    out = run_main('tools/dataset_converters/dior.py', 'obb2hbb', root)
     assert '1 horizontal-box XML files' in out
     hbb = osp.join(root, 'Annotations', 'Horizontal Bounding Boxes', '00001.xml')
     # DIOR's horizontal format, read with plain ElementTree
@@ -62,7 +57,7 @@ def test_dior_obb_to_hbb_on_real_sample(tmp_path):
 
 def test_dior_to_dota_labels(tmp_path):
     root = make_dior(str(tmp_path / 'DIOR'))
-    run_tool('tools/dataset_converters/dior.py', 'to-dota', root, '--out-dir',
+    run_main('tools/dataset_converters/dior.py', 'to-dota', root, '--out-dir',
              str(tmp_path / 'labelTxt'))
     ann = fmt.read_dota_txt(str(tmp_path / 'labelTxt' / '00001.txt'))
     assert ann['objects'] == [dict(poly=[133, 237, 684, 237, 684, 672, 133, 672],
@@ -129,7 +124,7 @@ def test_split_and_merge_back_is_lossless(tmp_path):
 
 def test_dota_split_cli_unlabelled(tmp_path):
     make_dota_scene(str(tmp_path / 'dota'))
-    out = run_tool('tools/dataset_converters/dota_split.py', '--img-dirs',
+    out = run_main('tools/dataset_converters/dota_split.py', '--img-dirs',
                    str(tmp_path / 'dota' / 'images'), '--sizes', '100', '--gaps', '30',
                    '--save-dir', str(tmp_path / 'test_split'))
     assert '4 patches from 1 scenes' in out
@@ -141,7 +136,7 @@ def test_dota_split_cli_unlabelled(tmp_path):
 def test_fair1m_to_dota_and_submission_round_trip(tmp_path):
     info = make_fair1m(str(tmp_path / 'FAIR1M'), str(tmp_path), splits=('train', ))
     xml_dir = tmp_path / 'FAIR1M' / 'train' / 'labelXml'
-    run_tool('tools/dataset_converters/fair1m.py', 'to-dota', str(xml_dir), '--out-dir',
+    run_main('tools/dataset_converters/fair1m.py', 'to-dota', str(xml_dir), '--out-dir',
              str(tmp_path / 'labelTxt'))
     ann = fmt.read_dota_txt(str(tmp_path / 'labelTxt' / '1.txt'))
     assert ann['imagesource'] == 'GF2/GF3'
@@ -163,7 +158,7 @@ def test_fair1m_to_dota_and_submission_round_trip(tmp_path):
                        for i, (n, p) in enumerate(info['objects'])]}
     fmt.write_dota_task1(str(tmp_path / 'Task1'), fmt.FAIR1M_DOTA_CLASSES, per_image)
     assert len(list((tmp_path / 'Task1').iterdir())) == 37
-    run_tool('tools/dataset_converters/fair1m.py', 'task1-to-xml', str(tmp_path / 'Task1'),
+    run_main('tools/dataset_converters/fair1m.py', 'task1-to-xml', str(tmp_path / 'Task1'),
              '--out-dir', str(tmp_path / 'submission'), '--img-dir',
              str(tmp_path / 'FAIR1M' / 'train' / 'images'))
     res = fmt.read_fair1m_xml(str(tmp_path / 'submission' / '1.xml'))

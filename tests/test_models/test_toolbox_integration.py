@@ -15,10 +15,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
 
-from tests.helpers import DEMO_DATA
-
-TINY = dict(depths=[1, 1, 1, 1], embed_dims=16)
-DIMS = [16, 32, 64, 128]
+from tests.helpers import DEMO_DATA, TINY_ARCH as TINY, TINY_DIMS as DIMS
 META = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')
 
 
@@ -129,7 +126,10 @@ model = dict(
     neck=dict(in_channels={DIMS}, out_channels=32),
     rpn_head=dict(in_channels=32, feat_channels=32),
     roi_head=dict(bbox_roi_extractor=dict(out_channels=32),
-                  bbox_head=dict(in_channels=32, fc_out_channels=64, num_classes=20)))
+                  bbox_head=dict(in_channels=32, fc_out_channels=64, num_classes=20)),
+    # one training step: keep every candidate, so the output path (NMS,
+    # rescaling to the original image) always has boxes to handle
+    test_cfg=dict(rcnn=dict(score_thr=0.0)))
 """, tmp_path, 'mmdet')
     data = _pipeline([
         dict(type='LoadImageFromFile'),
@@ -140,10 +140,15 @@ model = dict(
             instances=[dict(bbox=_dior_horizontal_box(), bbox_label=7, ignore_flag=0)]),
         'mmdet')
     out = _step_and_predict(model, data, 'mmdet')
-    boxes = out[0].pred_instances.bboxes
-    assert boxes.ndim == 2 and boxes.shape[1] == 4
-    if len(boxes):  # rescaled to the 800 px original
-        assert boxes[:, 2].max() <= 800 + 1e-3
+    pred = out[0].pred_instances
+    boxes = pred.bboxes
+    assert boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) > 0
+    assert len(pred.scores) == len(pred.labels) == len(boxes)
+    assert pred.labels.min() >= 0 and pred.labels.max() < 20
+    # rescaled from the 256 px input to the 800 px original and clipped to it
+    assert boxes.min() >= 0 and boxes[:, [0, 2]].max() <= 800 and boxes[:, [1, 3]].max() <= 800
+    assert boxes[:, 2:].max() > 256  # not left in the resized frame
+    assert (boxes[:, 2:] >= boxes[:, :2]).all()
 
 
 def _dota_quads():
@@ -165,7 +170,8 @@ model = dict(
     neck=dict(in_channels={DIMS}, out_channels=32),
     rpn_head=dict(in_channels=32, feat_channels=32),
     roi_head=dict(bbox_roi_extractor=dict(out_channels=32),
-                  bbox_head=dict(in_channels=32, fc_out_channels=64)))
+                  bbox_head=dict(in_channels=32, fc_out_channels=64)),
+    test_cfg=dict(rcnn=dict(score_thr=0.0)))  # keep every candidate (see mmdet)
 custom_imports = dict(imports=['rsvheat_mm'], allow_failed_imports=False)
 """, tmp_path, 'mmrotate')
     instances = [dict(bbox=q, bbox_label=0, ignore_flag=0) for q in _dota_quads()]
@@ -179,4 +185,7 @@ custom_imports = dict(imports=['rsvheat_mm'], allow_failed_imports=False)
             img_id='P2805__1024__0___0', instances=instances), 'mmrotate')
     out = _step_and_predict(model, data, 'mmrotate')
     boxes = out[0].pred_instances.bboxes
-    assert boxes.shape[-1] == 5  # (cx, cy, w, h, angle)
+    boxes = getattr(boxes, 'tensor', boxes)
+    assert boxes.ndim == 2 and boxes.shape[-1] == 5 and len(boxes) > 0  # (cx, cy, w, h, a)
+    # centres in the 170 px original image (rescaled from the 256 px input)
+    assert boxes[:, :2].min() >= -1 and boxes[:, :2].max() <= 171

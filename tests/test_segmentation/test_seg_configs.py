@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from tests.test_segmentation import fixtures
-from tests.test_segmentation.utils import load, shrink, train_and_validate
+from tests.test_segmentation.utils import (check_seg_evaluator, load, shrink,
+                                           train_and_validate)
 
 POTSDAM = 'configs/segmentation/upernet_rsvheat-b_8xb2-80k_potsdam-512x512.py'
 ISAID = 'configs/segmentation/upernet_rsvheat-b_8xb2-80k_isaid-896x896.py'
@@ -38,6 +39,8 @@ def test_potsdam_mmseg_converter_and_config(tmp_path):
     assert {'mF1', 'mIoU', 'OA'} <= set(metrics)
     assert metrics['mF1'] == metrics['mFscore']
     assert runner.val_evaluator.metrics[0].exclude_from_mean == ('clutter', )
+    # the paper's metric against the oracle, clutter left out of the means
+    check_seg_evaluator(runner, exclude=('clutter', ))
 
 
 def test_isaid_mmseg_converter_and_config(tmp_path):
@@ -55,8 +58,9 @@ def test_isaid_mmseg_converter_and_config(tmp_path):
 
     cfg = load(ISAID)
     assert cfg.train_dataloader.dataset.type == 'iSAIDDataset' and cfg.crop_size == (896, 896)
-    _, metrics = train_and_validate(shrink(cfg, out, tmp_path / 'work'))
+    runner, metrics = train_and_validate(shrink(cfg, out, tmp_path / 'work'))
     assert 'mIoU' in metrics
+    check_seg_evaluator(runner)
 
 
 def test_air_polsar_seg_converter_and_config(tmp_path):
@@ -92,6 +96,7 @@ def test_air_polsar_seg_converter_and_config(tmp_path):
     assert cfg.model.backbone.default_modality == 'sar'
     runner, metrics = train_and_validate(shrink(cfg, out, tmp_path / 'work'))
     assert 'mIoU' in metrics
+    check_seg_evaluator(runner)
     # the 1-band input goes through the SAR stem only
     model = runner.model
     model.zero_grad(set_to_none=True)
@@ -115,3 +120,40 @@ def test_air_polsar_seg_converter_rejects_unknown_colours(tmp_path):
     os.remove(os.path.join(raw, 'test', '3_VV.tiff'))
     with pytest.raises(FileNotFoundError, match=r"lacks polarisation\(s\) \['VV'\]"):
         air_polsar_seg.main([raw, '-o', str(tmp_path / 'out')])
+
+
+def test_default_modality_selects_the_stem():
+    """README: ``forward(x, modality=...)`` > ``use_modality()`` >
+    ``default_modality`` > the input's band count. The AIR-PolSAR-Seg config
+    sets ``default_modality='sar'``: its SAR stem runs even for an input whose
+    band count would pick another stem (e.g. a 3-band SAR composite)."""
+    import torch
+    from mmseg.registry import MODELS
+    backbone_cfg = shrink(load(AIR), '.', '.').model.backbone
+    backbone_cfg.in_channels = dict(optical=3, sar=3)  # band count cannot decide
+    torch.manual_seed(0)
+    backbone = MODELS.build(backbone_cfg)
+    backbone.init_weights()
+    assert backbone.default_modality == 'sar'
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        default = backbone(x)[-1]
+        sar = backbone(x, modality='sar')[-1]
+        optical = backbone(x, modality='optical')[-1]
+        with backbone.use_modality('optical'):
+            context = backbone(x)[-1]
+            explicit = backbone(x, modality='sar')[-1]
+    torch.testing.assert_close(default, sar)
+    torch.testing.assert_close(context, optical)
+    torch.testing.assert_close(explicit, sar)
+    assert (default - optical).abs().max() > 1e-2
+    # the gradient reaches the default stem only (a LayerNorm'd output sums
+    # to zero over channels: take its square)
+    backbone(x)[-1].square().sum().backward()
+    assert backbone.stems.sar.conv1.weight.grad.abs().sum() > 0
+    grad = backbone.stems.optical.conv1.weight.grad
+    assert grad is None or not grad.any()
+    # without a default, an ambiguous band count is an error, not a guess
+    backbone_cfg.default_modality = None
+    with pytest.raises(ValueError, match='cannot choose a stem for a 3-band input'):
+        MODELS.build(backbone_cfg)(x)
