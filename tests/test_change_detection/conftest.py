@@ -1,5 +1,6 @@
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 
 
 @pytest.fixture(scope='package', autouse=True)
@@ -11,3 +12,12 @@ def single_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    """These tests build mmseg components by bare name: the mmseg default
+    scope for each test, restored afterwards (not set at import time, where
+    it would leak into every module collected after these)."""
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        yield

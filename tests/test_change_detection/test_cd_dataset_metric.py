@@ -7,13 +7,11 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from rsvheat_mm.datasets.planted_changes import make_planted_change_dataset
 
-init_default_scope('mmseg')
 
 SMALL_SPLITS = {
     'train': dict(bases=['loveda/img_dir/0.png', 'scenes/3.png'], objects=['loveda0'],

@@ -5,14 +5,12 @@ import mmcv
 import pytest
 import torch
 from mmengine.config import ConfigDict
-from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from rsvheat_mm.models.necks import CDFusionNeck
 from tests.helpers import DEMO_DATA
 
-init_default_scope('mmseg')
 DIMS = [16, 32, 64, 128]
 
 

@@ -6,11 +6,8 @@ import mmcv
 import numpy as np
 import pytest
 from mmcv.transforms import Compose
-from mmengine.registry import init_default_scope
 
 from tests.helpers import DEMO_DATA
-
-init_default_scope('mmseg')
 
 
 @pytest.fixture(scope='module')
