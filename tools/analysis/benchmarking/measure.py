@@ -94,7 +94,7 @@ def count_cost(model, name, hw, batch, mode, args):
     rec = dict(flops_per_image=cost['flops'] / batch, macs_per_image=cost['flops'] / 2 / batch,
                flops_by_op={k: v / batch for k, v in cost['flops_by_op'].items()},
                fft_flops_per_image=fft / batch)
-    dct = zoo.transform_flops(model, hw, batch, mode, device)
+    dct = zoo.transform_flops(model, hw, batch, mode, device, AMP_DTYPES[args.amp])
     rec['dct_flops_per_image'] = None if dct is None else dct / batch
     if 'est_step_bytes' in cost:
         rec['est_step_bytes'] = cost['est_step_bytes']

@@ -164,13 +164,27 @@ def init_weights_quietly(model) -> None:
         logger.setLevel(level)
 
 
-def transform_flops(model, img_size, batch: int, mode: str, device) -> Optional[int]:
+def transform_flops(model, img_size, batch: int, mode: str, device,
+                    dtype=None) -> Optional[int]:
     """FLOPs of the model's DCT/IDCT transforms in one step, as the model
-    reports them (``RSVHeat.transform_flops``); None for models without."""
+    reports them (``RSVHeat.transform_flops``); None for models without, and
+    None where the model cannot answer for ``dtype`` (the autocast dtype of
+    the DCT input): on CPUs the transform per axis depends on it (pocketfft
+    takes fp32 only), and a ``transform_flops`` without a ``dtype``
+    argument answers for fp32."""
+    import inspect
+
+    import torch
     fn = getattr(model, 'transform_flops', None)
     if fn is None:
         return None
-    return int(fn(tuple(img_size), batch=batch, mode=mode, device=device))
+    kwargs = dict(batch=batch, mode=mode, device=device)
+    if dtype is not None:
+        if 'dtype' in inspect.signature(fn).parameters:
+            kwargs['dtype'] = dtype
+        elif torch.device(device).type == 'cpu':
+            return None
+    return int(fn(tuple(img_size), **kwargs))
 
 
 def clear_model_caches(model) -> None:
