@@ -10,6 +10,7 @@ checkpoint initialises the backbone of every downstream stage.
     python tools/demo.py                       # all stages
     python tools/demo.py --stages seg det      # a subset
     python tools/demo.py --list                # what each stage does
+    python tools/demo.py --iters 2             # every stage and step, 2 iterations each
 
 Outputs go to ``work_dirs/demo/<stage>/``; a summary table is printed and
 written to ``work_dirs/demo/summary.md``.
@@ -24,7 +25,6 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 STAGES = [
@@ -63,9 +63,9 @@ STAGES = [
         'detection on the 1616x1565 DOTA scene',
         config='configs/demo/faster-rcnn_rsvheat-demo_1xb2-20iter_dior-samples-256x256.py',
         metrics=['pascal_voc/mAP', 'pascal_voc/AP50'],
-        post=[['tools/det_huge_image.py', '{config}', '{ckpt}', 'demo/data/dota_scene/dota_demo.jpg',
-               '--tile', '1024', '--overlap', '200', '--score-thr', '0.05', '--out-dir',
-               '{work_dir}/huge']]),
+        post=[['tools/infer.py', '{config}', 'demo/data/dota_scene/dota_demo.jpg', '--weights',
+               '{ckpt}', '--tile', '1024', '--overlap', '200', '--score-thr', '0.05',
+               '--out-dir', '{work_dir}/huge']]),
     dict(
         name='rotated',
         title='Rotated detection (mmrotate Oriented R-CNN) on DOTA patches, then tiled '
@@ -74,9 +74,9 @@ STAGES = [
               'work_dirs/demo_det_data']],
         config='configs/demo/oriented-rcnn-le90_rsvheat-demo_1xb2-20iter_dota-samples-128x128.py',
         metrics=['dota/mAP'],
-        post=[['tools/det_huge_image.py', '{config}', '{ckpt}', 'demo/data/dota_scene/dota_demo.jpg',
-               '--tile', '768', '--overlap', '128', '--score-thr', '0.3', '--out-dir',
-               '{work_dir}/huge']]),
+        post=[['tools/infer.py', '{config}', 'demo/data/dota_scene/dota_demo.jpg', '--weights',
+               '{ckpt}', '--tile', '768', '--overlap', '128', '--score-thr', '0.3',
+               '--out-dir', '{work_dir}/huge']]),
     dict(
         name='cd',
         title='Change detection (siamese RS-vHeat + UperNet) on planted changes, then tiled '
@@ -90,11 +90,10 @@ STAGES = [
         # stays 0); with real RS-vHeat weights the LEVIR config starts from
         # them (configs/change_detection).
         pretrain_init=False,
-        post=[['tools/cd_huge_pair.py', '{config}', '{ckpt}',
+        post=[['tools/infer.py', '{config}',
                'work_dirs/planted_cd/huge/A/dota_scene_dota_demo_0.png',
-               'work_dirs/planted_cd/huge/B/dota_scene_dota_demo_0.png', '--out',
-               '{work_dir}/huge_change.png', '--tile', '512', '--overlap', '64', '--label',
-               'work_dirs/planted_cd/huge/label/dota_scene_dota_demo_0.png']]),
+               'work_dirs/planted_cd/huge/B/dota_scene_dota_demo_0.png', '--weights', '{ckpt}',
+               '--tile', '512', '--overlap', '64', '--out-dir', '{work_dir}/huge']]),
 ]
 
 
@@ -106,23 +105,25 @@ def parse_args():
     parser.add_argument('--no-pretrain-init', action='store_true',
                         help='do not initialise downstream stages from the pretraining stage')
     parser.add_argument('--list', action='store_true', help='list the stages and exit')
+    parser.add_argument('--iters', type=int, default=None,
+                        help='train every stage for this many iterations instead of its '
+                        "config's schedule: a quick end-to-end check of every stage and "
+                        'step (the test-suite runs --iters 2); metrics are meaningless then')
     return parser.parse_args()
 
 
 def run(cmd, log_path):
     """Run a tool, streaming its output (progress) and keeping a log."""
     print('$ ' + ' '.join(cmd), flush=True)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
     with open(log_path, 'a') as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         for line in proc.stdout:
             log.write(line)
             # show the mmengine progress lines and results, not the config dump
-            if (' - mmengine - ' in line and ('Iter(' in line or 'Epoch(' in line
-                                               or 'Saving' in line or 'resumed' in line
-                                               or 'loaded' in line)) or line.startswith(
-                                                   ('saved', 'stage ', 'Error', 'Traceback')):
+            progress = ' - mmengine - ' in line and any(
+                key in line for key in ('Iter(', 'Epoch(', 'Saving', 'resumed', 'loaded'))
+            if progress or line.startswith(('saved', 'stage ', 'Error', 'Traceback', '[')):
                 print('  ' + line.rstrip()[:220], flush=True)
         proc.wait()
     if proc.returncode != 0:
@@ -182,6 +183,11 @@ def main():
         for pre in stage.get('pre', []):
             run([sys.executable, *pre], log)
         cmd = [sys.executable, 'tools/train.py', stage['config'], '--work-dir', work_dir]
+        if args.iters is not None:
+            n = args.iters
+            options += [f'train_cfg.max_iters={n}', f'train_cfg.val_interval={n}',
+                        f'default_hooks.checkpoint.interval={n}',
+                        'default_hooks.logger.interval=1']
         if options:
             cmd += ['--cfg-options', *options]
         run(cmd, log)

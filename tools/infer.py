@@ -18,12 +18,16 @@ change masks keeping the source CRS and transform (PNG for plain images)::
 
 For change detection the inputs are taken two by two (date A, date B), or a
 folder holding ``A/`` and ``B/``.
+
+Tiled scenes (``--tile``, or any raster above 4096 x 4096 px) are predicted
+window by window; class and change masks are streamed to their GeoTIFF, so
+memory does not grow with the scene. Nodata pixels -- the raster's nodata
+value or mask, and NaN/Inf pixels of float rasters even without a nodata
+tag -- are filled before the model and written as 255 (detections on them
+are dropped); the summary line says how many NaN/Inf pixels there were.
 """
 import argparse
 import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _pair(values):
@@ -144,14 +148,20 @@ def main(argv=None):
 
 def _summary(record) -> str:
     if 'pred_class' in record:
-        return f'{record["pred_class"]} ({record["pred_score"]:.3f})'
-    if 'windows' in record:
-        return f'{len(record["windows"])} windows labelled'
-    if 'class_pixels' in record:
+        text = f'{record["pred_class"]} ({record["pred_score"]:.3f})'
+    elif 'windows' in record:
+        text = f'{len(record["windows"])} windows labelled'
+    elif 'class_pixels' in record:
         total = sum(record['class_pixels'].values())
         top = sorted(record['class_pixels'].items(), key=lambda kv: -kv[1])[:3]
-        return ', '.join(f'{k} {100 * v / total:.1f}%' for k, v in top)
-    return f'{len(record["bboxes"])} detections >= {record["score_thr"]}'
+        text = ', '.join(f'{k} {100 * v / total:.1f}%' for k, v in top)
+    else:
+        text = f'{len(record["bboxes"])} detections >= {record["score_thr"]}'
+        if record.get('dropped_in_nodata'):
+            text += f' ({record["dropped_in_nodata"]} on nodata dropped)'
+    if record.get('nonfinite_pixels'):
+        text += f'; {record["nonfinite_pixels"]} NaN/Inf pixels treated as nodata'
+    return text
 
 
 if __name__ == '__main__':

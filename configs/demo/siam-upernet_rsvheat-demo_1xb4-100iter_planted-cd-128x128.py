@@ -7,7 +7,7 @@
 #   python tools/train.py \
 #       configs/demo/siam-upernet_rsvheat-demo_1xb4-100iter_planted-cd-128x128.py \
 #       --work-dir work_dirs/cd_demo
-# then a huge-pair tiled inference with tools/cd_huge_pair.py (see its docstring).
+# then a huge-pair tiled inference with tools/infer.py CONFIG A.png B.png --tile 512.
 # The real recipe is
 # configs/change_detection/siam-upernet_rsvheat-b_4xb4-40k_levir-cd-256x256.py.
 _base_ = ['../change_detection/siam-upernet_rsvheat-b_4xb4-40k_levir-cd-256x256.py']

@@ -294,4 +294,3 @@ def display_rgb(img: np.ndarray, channel_order: str = 'bgr',
         arr = np.clip((np.nan_to_num(arr.astype(np.float64)) - lo) / span * 255, 0, 255)
         arr = np.rint(arr).astype(np.uint8)
     return np.ascontiguousarray(arr)
-

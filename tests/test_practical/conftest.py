@@ -4,8 +4,9 @@ Georeferenced rasters are written by the test run itself with rasterio, from
 the bundled real samples (demo/data, see demo/data/SOURCES.md): a LoveDA tile
 as a UTM-projected 3-band GeoTIFF with a nodata border, the DIOR image as a
 GeoTIFF for detection, two LoveDA crops as a co-registered GeoTIFF pair; the
-bundled 5-band uint16 TIFF (itself georeferenced, EPSG:4326) is used as it is
-and as a copy with a nodata block.
+bundled 5-band uint16 TIFF (itself georeferenced, EPSG:4326) is used as it is,
+as a copy with a nodata block and as float32 reflectance with a NaN block and
+no nodata tag.
 """
 import os.path as osp
 import warnings
@@ -31,14 +32,10 @@ UTM_TRANSFORM = (0.3, 0.0, 310000.0, 0.0, -0.3, 3500000.0)
 
 
 def write_geotiff(path, img_hwc, crs, transform, nodata=None):
-    """Write an (H, W, C) array as a GeoTIFF (band-interleaved, deflate)."""
-    import rasterio
-    from rasterio.transform import Affine
-    h, w, c = img_hwc.shape
-    with rasterio.open(path, 'w', driver='GTiff', height=h, width=w, count=c,
-                       dtype=img_hwc.dtype.name, crs=crs, transform=Affine(*transform),
-                       nodata=nodata, compress='deflate') as dst:
-        dst.write(np.ascontiguousarray(img_hwc.transpose(2, 0, 1)))
+    """Write an (H, W, C) array as a GeoTIFF with rsvheat_mm's writer; returns the path."""
+    from rsvheat_mm.apis.geo_io import write_geotiff as write
+    write(str(path), np.ascontiguousarray(img_hwc.transpose(2, 0, 1)),
+          dict(crs=crs, transform=tuple(transform)), nodata=nodata)
     return str(path)
 
 
@@ -73,6 +70,24 @@ def multispectral_nodata(geo_dir):
     arr = arr.copy()
     arr[50:80, 20:60] = 0
     return write_geotiff(geo_dir / 'ms_nodata.tif', arr, crs, transform, nodata=0), arr
+
+
+NAN_BLOCK = (slice(60, 100), slice(30, 90))  # rows, columns
+
+
+@pytest.fixture(scope='session')
+def float_nan_geotiff(geo_dir):
+    """The bundled 5-band TIFF as float32 reflectance (DN / 10000) with a 40 x 60
+    NaN block and no nodata tag -- how float rasters often mark missing data."""
+    import rasterio
+    with rasterio.open(MULTISPECTRAL) as src:
+        arr = src.read().transpose(1, 2, 0).astype(np.float32) / 10000
+        crs, transform = src.crs, tuple(src.transform)[:6]
+    arr[NAN_BLOCK] = np.nan
+    path = write_geotiff(geo_dir / 'ms_float_nan.tif', arr, crs, transform)
+    with rasterio.open(path) as src:
+        assert src.nodata is None and src.dtypes[0] == 'float32'
+    return path, arr
 
 
 @pytest.fixture(scope='session')

@@ -125,8 +125,8 @@ def test_loader_in_each_toolbox_pipeline():
         'mmseg': [loader, dict(type='Resize', scale=(64, 64), keep_ratio=True),
                   dict(type='PackSegInputs')],
         'mmdet': [loader, dict(type='Resize', scale=(64, 64), keep_ratio=True),
-                  dict(type='PackDetInputs', meta_keys=('img_path', 'ori_shape', 'img_shape',
-                                                         'scale_factor'))],
+                  dict(type='PackDetInputs',
+                       meta_keys=('img_path', 'ori_shape', 'img_shape', 'scale_factor'))],
         'mmrotate': [loader, dict(type='mmdet.Resize', scale=(64, 64), keep_ratio=True),
                      dict(type='mmdet.PackDetInputs',
                           meta_keys=('img_path', 'ori_shape', 'img_shape', 'scale_factor'))],
@@ -209,3 +209,70 @@ def test_display_rgb_stretches_uint16():
 def test_read_georef_plain_image_is_none():
     from tests.helpers import DEMO_DATA
     assert read_georef(osp.join(DEMO_DATA, 'scenes', '1.png')) is None
+
+
+# -- NaN / Inf in float rasters -------------------------------------------------------------
+def test_nan_pixels_without_nodata_tag_are_refused_or_masked(float_nan_geotiff, geo_dir):
+    """A training image with NaN fails with an error naming the file; asked for, the
+    NaN pixels join the nodata mask (and are filled); a NaN nodata tag works as before."""
+    from tests.test_practical.conftest import NAN_BLOCK
+    path, arr = float_nan_geotiff
+    block = np.zeros(arr.shape[:2], bool)
+    block[NAN_BLOCK] = True
+    with pytest.raises(ValueError, match=r'ms_float_nan\.tif: 2400 pixel\(s\) .* NaN/Inf'):
+        LoadGeoRasterFromFile()(dict(img_path=path))
+    with pytest.raises(ValueError, match=r'ms_float_nan\.tif: 100 pixel\(s\) of the window'):
+        LoadGeoRasterFromFile()(dict(img_path=path, window=(80, 90, 100, 110)))
+    LoadGeoRasterFromFile()(dict(img_path=path, window=(0, 0, 30, 60)))  # no NaN in it
+    res = LoadGeoRasterFromFile(nonfinite='nodata', norm=dict(type='percentile'))(
+        dict(img_path=path))
+    np.testing.assert_array_equal(res['nodata_mask'], block)
+    assert np.isfinite(res['img']).all() and (res['img'][block] == 0).all()
+    assert res['img'].max() == 255  # statistics over the valid pixels only
+    # the nodata value may say NaN itself (GDAL masks NaN pixels)
+    res = LoadGeoRasterFromFile(nodata=float('nan'))(dict(img_path=path))
+    np.testing.assert_array_equal(res['nodata_mask'], block)
+    tagged = write_tif(geo_dir / 'ms_float_nan_tag.tif', arr, 'EPSG:4326',
+                       (1e-5, 0, 0, 0, -1e-5, 0), nodata=float('nan'))
+    np.testing.assert_array_equal(
+        LoadGeoRasterFromFile()(dict(img_path=tagged))['nodata_mask'], block)
+    # a nodata tag that does not cover the NaN pixels does not silence them
+    other = arr.copy()
+    other[:5] = -9999
+    other_path = write_tif(geo_dir / 'ms_float_nan_9999.tif', other, 'EPSG:4326',
+                           (1e-5, 0, 0, 0, -1e-5, 0), nodata=-9999)
+    with pytest.raises(ValueError, match='ms_float_nan_9999.tif: 2400 pixel'):
+        LoadGeoRasterFromFile()(dict(img_path=other_path))
+    with pytest.raises(ValueError, match=r'ms_float_nan\.tif: 2400 pixel'):
+        LoadGeoRasterPair()(dict(img_path=tagged, img_path2=path))
+    with pytest.raises(ValueError, match='nonfinite must be one of'):
+        LoadGeoRasterFromFile(nonfinite='ignore')
+
+
+def test_check_finite_image_after_the_toolbox_loaders(float_nan_geotiff, tmp_path):
+    """Float TIFFs loaded by the toolboxes' own loaders (OpenCV, 'unchanged') with
+    CheckFiniteImage after them: the error names the file (both files of a pair)."""
+    import cv2
+    from mmcv.transforms import Compose
+    from mmengine.registry import DefaultScope
+    _, arr = float_nan_geotiff
+    rgb = np.ascontiguousarray(arr[..., :3])
+    bad, good = str(tmp_path / 'bad.tif'), str(tmp_path / 'good.tif')
+    assert cv2.imwrite(bad, rgb) and cv2.imwrite(good, np.nan_to_num(rgb))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        import mmseg.utils
+        mmseg.utils.register_all_modules(init_default_scope=False)
+        pipeline = Compose([dict(type='LoadImageFromFile', color_type='unchanged'),
+                            dict(type='rsvheat_mm.CheckFiniteImage'),
+                            dict(type='PackSegInputs')])
+        assert pipeline(dict(img_path=good))['inputs'].shape == (3, 200, 150)
+        with pytest.raises(ValueError, match=r'bad\.tif: 2400 pixel\(s\) of the image'):
+            pipeline(dict(img_path=bad))
+        pair = Compose([dict(type='rsvheat_mm.LoadBitemporalImages', color_type='unchanged'),
+                        dict(type='rsvheat_mm.CheckFiniteImage')])
+        with pytest.raises(ValueError, match=r'good\.tif \+ .*bad\.tif: 2400 pixel'):
+            pair(dict(img_path=good, img_path2=bad))
+    # pixels a loader already marked as nodata are allowed
+    from rsvheat_mm.datasets.transforms import CheckFiniteImage
+    mask = np.isnan(rgb).any(axis=2)
+    CheckFiniteImage()(dict(img=rgb, nodata_mask=mask, img_path=bad))

@@ -99,9 +99,17 @@ def test_segmentation_georeferenced_whole_and_tiled(seg_inferencer, loveda_geoti
         mask, crs, transform, nd = _raster(rec['files']['mask'])
         assert crs.to_epsg() == 32650 and transform == pytest.approx(UTM_TRANSFORM), name
         assert nd == 255
-        np.testing.assert_array_equal(mask, rec['sem_seg'])
         assert (mask[nodata] == 255).all() and (mask[~nodata] < 7).all(), name
+        counts = np.bincount(mask.ravel(), minlength=256)
+        assert rec['class_pixels']['nodata'] == nodata.sum() == counts[255]
+        assert sum(rec['class_pixels'].values()) == mask.size
         masks[name] = mask
+    np.testing.assert_array_equal(masks['whole'], whole['predictions'][0]['sem_seg'])
+    # a tiled scene written to a file is not also kept in memory; without a
+    # file, the record holds the mask
+    assert tiled['predictions'][0]['sem_seg'] is None
+    kept = seg_inferencer(path, tile=192, overlap=48)['predictions'][0]
+    np.testing.assert_array_equal(kept['sem_seg'], masks['tiled'])
     # one window covering the scene is whole-image inference (argmax of softmax
     # probabilities vs of logits: float ties may flip a rare pixel)
     assert np.mean(masks['single'] != masks['whole']) < 1e-4
@@ -109,6 +117,73 @@ def test_segmentation_georeferenced_whole_and_tiled(seg_inferencer, loveda_geoti
     with rasterio.open(tiled['predictions'][0]['files']['mask']) as src:
         assert src.colormap(1)[0][:3] == tuple(seg_inferencer.dataset_meta['palette'][0])
     assert cv2.imread(tiled['predictions'][0]['files']['vis']).shape[:2] == (320, 384)
+
+
+def test_tiled_scene_is_drawn_on_a_preview(seg_inferencer, loveda_geotiff, tmp_path,
+                                           monkeypatch):
+    """Scenes larger than preview_side are drawn at that size, from a decimated read."""
+    path, _ = loveda_geotiff
+    monkeypatch.setattr(seg_inferencer, 'preview_side', 96)
+    rec = seg_inferencer(path, out_dir=str(tmp_path), tile=192, overlap=48)['predictions'][0]
+    assert cv2.imread(rec['files']['vis']).shape[:2] == (80, 96)
+    assert _raster(rec['files']['mask'])[0].shape == (320, 384)
+
+
+def test_nan_pixels_are_nodata_without_a_tag(float_nan_geotiff, geo_dir, tmp_path, capsys):
+    """A float GeoTIFF with a NaN block and no nodata tag (issue: the NaN region was
+    classified like everything else): NaN pixels are filled before the model,
+    255 in the mask (GeoTIFF nodata tag set), counted in the record and printed
+    by tools/infer.py -- whole and tiled. The filled scene predicts what the same
+    scene with the block tagged as nodata predicts."""
+    from tests.test_practical.conftest import NAN_BLOCK
+    from tools.infer import main
+    path, arr = float_nan_geotiff
+    tagged = arr.copy()
+    tagged[NAN_BLOCK] = -1
+    tagged_path = write_geotiff(geo_dir / 'ms_float_tagged.tif', tagged, 'EPSG:4326',
+                                (1e-5, 0, 0, 0, -1e-5, 0), nodata=-1)
+    block = np.zeros(arr.shape[:2], bool)
+    block[NAN_BLOCK] = True
+    common = ['--bands', '2', '1', '0', '--norm-range', '0', '0.2', '--device', 'cpu',
+              '--no-save-vis']
+    for tile in ([], ['--tile', '128', '96', '--overlap', '32']):
+        capsys.readouterr()
+        torch.manual_seed(0)
+        nan_rec = main([SEG_DEMO, path, '--out-dir', str(tmp_path / 'nan')] + common + tile)[0]
+        printed = capsys.readouterr().out
+        assert '2400 NaN/Inf pixels treated as nodata' in printed
+        assert nan_rec['nonfinite_pixels'] == 2400
+        mask, _, _, nodata = _raster(nan_rec['files']['mask'])
+        assert nodata == 255 and (mask[block] == 255).all() and (mask[~block] < 7).all()
+        torch.manual_seed(0)
+        tag_rec = main([SEG_DEMO, tagged_path, '--out-dir', str(tmp_path / 'tag')]
+                       + common + tile)[0]
+        assert 'nonfinite_pixels' not in tag_rec
+        np.testing.assert_array_equal(_raster(tag_rec['files']['mask'])[0], mask)
+
+
+def test_detections_on_nan_pixels_are_dropped(tmp_path):
+    """The DIOR image as a float GeoTIFF with a NaN block: the detections are those
+    of the same pixels with the block filled with 0, less the boxes centred in it."""
+    inferencer = _inferencer(DET_DEMO, cfg_options={'model.test_cfg.rcnn.score_thr': 0.0},
+                             raster_loader=dict(norm=dict(type='range', min=0, max=1)))
+    rgb = cv2.imread(osp.join(DEMO_DATA, 'dior', 'JPEGImages', '00001.jpg'))[..., ::-1]
+    rgb = rgb.astype(np.float32) / 255
+    filled = rgb.copy()
+    filled[200:500, 100:600] = 0
+    nan = rgb.copy()
+    nan[200:500, 100:600] = np.nan
+    paths = [write_geotiff(tmp_path / f'{n}.tif', a, 'EPSG:32650', UTM_TRANSFORM)
+             for n, a in (('filled', filled), ('nan', nan))]
+    rec_filled, rec_nan = inferencer(paths, pred_score_thr=0.)['predictions']
+    boxes = np.array(rec_filled['bboxes'])
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    inside = (np.floor(cx) >= 100) & (np.floor(cx) < 600) & (np.floor(cy) >= 200) & \
+        (np.floor(cy) < 500)
+    assert inside.any() and (~inside).any()
+    assert rec_nan['nonfinite_pixels'] == 300 * 500
+    assert rec_nan['bboxes'] == boxes[~inside].tolist()
+    assert rec_nan['scores'] == np.array(rec_filled['scores'])[~inside].tolist()
 
 
 def test_cli_rgb_model_on_multispectral_geotiff(tmp_path):
@@ -153,8 +228,8 @@ def test_classification_tiled_grid(tmp_path):
     rgb = loveda_rgb('1.png', (0, 0, 448, 448))
     path = write_geotiff(tmp_path / 'scene.tif', rgb, 'EPSG:32650', UTM_TRANSFORM)
     rec = inferencer(path, out_dir=str(tmp_path / 'out'), tile=224)['predictions'][0]
-    assert [w['window'] for w in rec['windows']] == [[0, 0, 224, 224], [224, 0, 448, 224],
-                                                      [0, 224, 224, 448], [224, 224, 448, 448]]
+    assert [w['window'] for w in rec['windows']] == [
+        [0, 0, 224, 224], [224, 0, 448, 224], [0, 224, 224, 448], [224, 224, 448, 448]]
     with open(rec['files']['geojson']) as f:
         fc = json.load(f)
     assert len(fc['features']) == 4
@@ -188,6 +263,7 @@ def test_detection_jpeg_and_geotiff_agree(tmp_path):
     assert fc['features'][0]['properties']['class'] == rec_tif['classes'][0]
 
 
+@pytest.mark.needs_mmrotate
 def test_rotated_detection_tiled_scene(tmp_path):
     # fewer proposals and boxes per window: random-weight boxes are many and slow to draw
     inferencer = _inferencer(ROT_DEMO, cfg_options={'model.test_cfg.rcnn.max_per_img': 20,
@@ -215,17 +291,26 @@ def test_change_detection_pairs(tmp_path):
     tb = write_geotiff(tmp_path / 'b.tif', b, 'EPSG:32650', UTM_TRANSFORM)
     png = inferencer((pa, pb), out_dir=str(tmp_path / 'png'))['predictions'][0]
     tif = inferencer((ta, tb), out_dir=str(tmp_path / 'tif'), no_save_vis=True)['predictions'][0]
-    tiled = inferencer((ta, tb), out_dir=str(tmp_path / 'tiled'), tile=128, overlap=32,
-                       no_save_vis=True)['predictions'][0]
+    tiled = inferencer((ta, tb), out_dir=str(tmp_path / 'tiled'), tile=128, overlap=32)
+    tiled = tiled['predictions'][0]
     assert png['input'] == [pa, pb] and set(np.unique(png['sem_seg'])) <= {0, 1}
     np.testing.assert_array_equal(png['sem_seg'], tif['sem_seg'])  # same pixels, same map
     assert png['files']['mask'].endswith('.png')
     assert cv2.imread(png['files']['vis']).shape[:2] == (192, 384)  # date A | date B + change
+    assert cv2.imread(tiled['files']['vis']).shape[:2] == (192, 384)
     for rec in (tif, tiled):
         mask, crs, transform, _ = _raster(rec['files']['mask'])
         assert crs.to_epsg() == 32650 and transform == pytest.approx(UTM_TRANSFORM)
-        np.testing.assert_array_equal(mask, rec['sem_seg'])
-    assert tiled['num_windows'] == 4
+        assert set(np.unique(mask)) <= {0, 1}
+    np.testing.assert_array_equal(_raster(tif['files']['mask'])[0], tif['sem_seg'])
+    assert tiled['num_windows'] == 4 and tiled['input'] == [ta, tb]
+    # NaN in date B (no nodata tag): nodata in the change map, and counted
+    b_nan = b.astype(np.float32)
+    b_nan[:20, :30] = np.nan
+    tn = write_geotiff(tmp_path / 'b_nan.tif', b_nan, 'EPSG:32650', UTM_TRANSFORM)
+    rec = inferencer((ta, tn), tile=128, overlap=32)['predictions'][0]
+    assert rec['nonfinite_pixels'] == 600 and (rec['sem_seg'][:20, :30] == 255).all()
+    assert rec['class_pixels']['nodata'] == 600
     # a folder with A/ and B/
     for d, img in (('A', a), ('B', b)):
         os.makedirs(tmp_path / 'pairs' / d)
@@ -235,10 +320,17 @@ def test_change_detection_pairs(tmp_path):
 
 
 def test_model_index_name_and_errors(tmp_path):
+    from rsvheat_mm.apis.inferencers import ClassificationInferencer, SegmentationInferencer
     names = RSVHeatInferencer.list_models()
     assert 'upernet_rsvheat-b_8xb2-80k_potsdam-512x512' in names
     inferencer = _inferencer('rsvheat-demo_1xb4-24iter_scenes-cls-224px')
     assert inferencer.task == 'classification'
+    # the task's inferencer, which counts as an RSVHeatInferencer
+    assert isinstance(inferencer, ClassificationInferencer)
+    assert isinstance(inferencer, RSVHeatInferencer)
+    with pytest.raises(ValueError, match='runs segmentation models; this config is a '
+                                         'classification model'):
+        SegmentationInferencer(CLS_DEMO, device='cpu')
     with pytest.raises(ValueError, match='neither a config file nor a model'):
         RSVHeatInferencer('no-such-model')
     with pytest.raises(FileNotFoundError, match='input image not found: .*nope.png'):

@@ -19,6 +19,9 @@ rasters with rasterio (GDAL) instead:
 * :class:`GeoRasterNodataToIgnore` -- nodata pixels become the ignore
   index of the segmentation / change label (place it right after the
   annotation loader, before any geometric transform).
+* :class:`CheckFiniteImage` -- refuses float images with NaN/Inf pixels,
+  naming the file, for pipelines that load them with the toolboxes' own
+  loaders (the raster loaders above check by themselves).
 
 The output is a plain ``results['img']`` array, so every later transform and
 ``Pack*Inputs`` of mmpretrain, mmseg, mmdet and mmrotate works unchanged.
@@ -34,8 +37,8 @@ from mmcv.transforms import BaseTransform
 from rsvheat_mm.registry import TRANSFORMS
 
 __all__ = [
-    'LoadGeoRasterFromFile', 'LoadGeoRasterPair', 'GeoRasterNodataToIgnore',
-    'read_geo_raster', 'normalize_bands', 'RASTER_SUFFIXES'
+    'LoadGeoRasterFromFile', 'LoadGeoRasterPair', 'GeoRasterNodataToIgnore', 'CheckFiniteImage',
+    'read_geo_raster', 'normalize_bands', 'nonfinite_pixels', 'RASTER_SUFFIXES'
 ]
 
 #: Extensions read through rasterio (GDAL) by default.
@@ -165,7 +168,9 @@ def read_geo_raster(path: str,
                     bands: Optional[Sequence[int]] = None,
                     window=None,
                     nodata: Optional[float] = None,
-                    backend_args: Optional[dict] = None) -> Tuple[np.ndarray, np.ndarray, dict]:
+                    backend_args: Optional[dict] = None,
+                    out_shape: Optional[Tuple[int, int]] = None
+                    ) -> Tuple[np.ndarray, np.ndarray, dict]:
     """Read (a window of) a raster with rasterio.
 
     Args:
@@ -178,6 +183,10 @@ def read_geo_raster(path: str,
             uses GDAL's dataset mask (the file's nodata value, alpha band or
             internal mask; a pixel is nodata when all its bands are).
         backend_args (dict, optional): mmengine file backend arguments.
+        out_shape (tuple, optional): ``(h, w)`` to read the window at, with
+            nearest-neighbour resampling (GDAL uses the file's overviews if
+            it has any): a cheap preview of a large scene. None: full
+            resolution.
 
     Returns:
         tuple: ``img`` ``(h, w, bands)`` in the file's dtype, ``nodata_mask``
@@ -206,10 +215,17 @@ def read_geo_raster(path: str,
                 raise ValueError(f'{path}: window {win} is outside the '
                                  f'{src.width}x{src.height} raster')
             rio_win = Window(x0, y0, x1 - x0, y1 - y0)
-        arr = src.read(indexes, window=rio_win)
+        shape_kw = {}
+        if out_shape is not None:
+            from rasterio.enums import Resampling
+            shape_kw = dict(out_shape=(len(indexes), int(out_shape[0]), int(out_shape[1])),
+                            resampling=Resampling.nearest)
+        arr = src.read(indexes, window=rio_win, **shape_kw)
         if nodata is None:
             file_nodata = src.nodata
-            mask = src.dataset_mask(window=rio_win) == 0
+            mask_kw = dict(out_shape=shape_kw['out_shape'][1:],
+                           resampling=shape_kw['resampling']) if shape_kw else {}
+            mask = src.dataset_mask(window=rio_win, **mask_kw) == 0
         else:
             file_nodata = nodata
             # GDAL's rule: a pixel is nodata when all its (selected) bands are.
@@ -257,6 +273,32 @@ def _apply_color_type(img: np.ndarray, color_type: str, path: str) -> np.ndarray
     return gray.astype(img.dtype)[..., None]
 
 
+def nonfinite_pixels(img: np.ndarray) -> Optional[np.ndarray]:
+    """``(H, W)`` bool mask of the pixels of a float ``(H, W[, C])`` image with
+    any non-finite (NaN, +-Inf) band; None for integer images and when all
+    pixels are finite."""
+    if not np.issubdtype(img.dtype, np.floating):
+        return None
+    finite = np.isfinite(img)
+    if finite.all():
+        return None
+    return ~finite.all(axis=2) if img.ndim == 3 else ~finite
+
+
+def nonfinite_error(path, count: int, what: str = 'image') -> ValueError:
+    """The error for a float image with non-finite pixels nobody declared as nodata."""
+    return ValueError(
+        f'{path}: {count} pixel(s) of the {what} hold NaN/Inf values and are not marked as '
+        'nodata. One NaN spreads through the global DCT of RS-vHeat to every feature of '
+        'the image. Give the file a nodata tag, declare them with '
+        "LoadGeoRasterFromFile(nodata=float('nan')) or nonfinite='nodata' (filled with "
+        '`nodata_fill`, ignored in labels by GeoRasterNodataToIgnore), or fill them '
+        'before training.')
+
+
+_NONFINITE = ('error', 'nodata')
+
+
 @TRANSFORMS.register_module()
 class LoadGeoRasterFromFile(BaseTransform):
     """Load a GeoTIFF (any GDAL raster) of any band count and dtype.
@@ -269,6 +311,13 @@ class LoadGeoRasterFromFile(BaseTransform):
     ``geo`` (georeferencing of the loaded pixels, see
     :func:`read_geo_raster`). Pack ``geo`` with ``meta_keys`` if a model or
     hook needs it.
+
+    Float rasters often mark missing data with NaN and no nodata tag. A NaN
+    pixel that reached RS-vHeat would make every feature of the image NaN
+    (the DCT is global), so non-finite pixels that are not nodata already
+    raise an error naming the file (``nonfinite='error'``, the default for
+    training data), or join the nodata mask (``nonfinite='nodata'``, what
+    :class:`~rsvheat_mm.apis.RSVHeatInferencer` uses).
 
     Args:
         bands (Sequence[int], optional): 0-based bands to keep, in this order
@@ -291,6 +340,10 @@ class LoadGeoRasterFromFile(BaseTransform):
         nodata_fill (float): Value written into nodata pixels of ``img``
             (after normalisation), so that e.g. -9999 never reaches the
             network. None leaves them as read. Defaults to 0.
+        nonfinite (str): What to do with NaN/Inf pixels (any selected band)
+            of float rasters that the nodata value / mask does not cover:
+            ``'error'`` (default) raises a ``ValueError`` naming the file,
+            ``'nodata'`` adds them to ``nodata_mask``.
         key (str): Results key holding the path. Defaults to ``'img_path'``.
         backend_args (dict, optional): mmengine file backend arguments.
     """
@@ -302,6 +355,7 @@ class LoadGeoRasterFromFile(BaseTransform):
                  norm: Optional[dict] = None,
                  nodata: Optional[float] = None,
                  nodata_fill: Optional[float] = 0.,
+                 nonfinite: str = 'error',
                  key: str = 'img_path',
                  backend_args: Optional[dict] = None) -> None:
         if color_type not in _COLOR_TYPES:
@@ -310,19 +364,39 @@ class LoadGeoRasterFromFile(BaseTransform):
         if norm is not None and (not isinstance(norm, dict) or norm.get('type') not in _NORM_TYPES):
             raise ValueError(f'LoadGeoRasterFromFile: norm must be None or a dict with type in '
                              f'{_NORM_TYPES}, got {norm!r}')
+        if nonfinite not in _NONFINITE:
+            raise ValueError(f'LoadGeoRasterFromFile: nonfinite must be one of {_NONFINITE}, '
+                             f'got {nonfinite!r}')
         self.bands = None if bands is None else [int(b) for b in bands]
         self.color_type = color_type
         self.to_float32 = to_float32
         self.norm = None if norm is None else dict(norm)
         self.nodata = nodata
         self.nodata_fill = nodata_fill
+        self.nonfinite = nonfinite
         self.key = key
         self.backend_args = backend_args
 
-    def load(self, path: str, window=None) -> Tuple[np.ndarray, np.ndarray, dict]:
-        """``(img, nodata_mask, geo)`` of ``path`` (or of its ``window``)."""
+    def read(self, path: str, window=None, out_shape: Optional[Tuple[int, int]] = None) -> dict:
+        """Read ``path`` (or its ``window``; at ``out_shape`` for a preview).
+
+        Returns:
+            dict: ``img``, ``nodata_mask``, ``nonfinite_mask`` (the NaN/Inf
+            pixels added to ``nodata_mask`` by ``nonfinite='nodata'``, None
+            if there are none) and ``geo`` (see :func:`read_geo_raster`).
+        """
         img, mask, geo = read_geo_raster(path, self.bands, window, self.nodata,
-                                         self.backend_args)
+                                         self.backend_args, out_shape)
+        bad = nonfinite_pixels(img)
+        if bad is not None:
+            bad &= ~mask
+            if not bad.any():
+                bad = None
+            elif self.nonfinite == 'error':
+                raise nonfinite_error(path, int(bad.sum()),
+                                      'raster' if window is None else f'window {tuple(window)}')
+            else:
+                mask = mask | bad
         img = _apply_color_type(img, self.color_type, path)
         if self.norm is not None:
             img = normalize_bands(img, self.norm, ~mask, path)
@@ -331,25 +405,26 @@ class LoadGeoRasterFromFile(BaseTransform):
         if self.nodata_fill is not None and mask.any():
             img = img.copy() if not img.flags.writeable else img
             img[mask] = np.asarray(self.nodata_fill).astype(img.dtype)
-        return img, mask, geo
+        return dict(img=img, nodata_mask=mask, nonfinite_mask=bad, geo=geo)
 
     def transform(self, results: dict) -> dict:
         if self.key not in results:
             raise KeyError(f'LoadGeoRasterFromFile: results have no `{self.key}` '
                            f'(keys: {sorted(results)})')
         path = os.fspath(results[self.key])
-        img, mask, geo = self.load(path, results.get('window'))
+        out = self.read(path, results.get('window'))
+        img = out['img']
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
-        results['nodata_mask'] = mask
-        results['geo'] = geo
+        results['nodata_mask'] = out['nodata_mask']
+        results['geo'] = out['geo']
         return results
 
     def __repr__(self):
         return (f'{self.__class__.__name__}(bands={self.bands}, color_type={self.color_type!r}, '
                 f'to_float32={self.to_float32}, norm={self.norm}, nodata={self.nodata}, '
-                f'nodata_fill={self.nodata_fill})')
+                f'nodata_fill={self.nodata_fill}, nonfinite={self.nonfinite!r})')
 
 
 @TRANSFORMS.register_module()
@@ -374,8 +449,10 @@ class LoadGeoRasterPair(LoadGeoRasterFromFile):
                 raise KeyError(f'LoadGeoRasterPair: results have no `{key}` '
                                f'(keys: {sorted(results)})')
         path_a, path_b = os.fspath(results[self.key]), os.fspath(results[self.key2])
-        img_a, mask_a, geo_a = self.load(path_a, results.get('window'))
-        img_b, mask_b, geo_b = self.load(path_b, results.get('window'))
+        date_a = self.read(path_a, results.get('window'))
+        date_b = self.read(path_b, results.get('window'))
+        (img_a, mask_a, geo_a), (img_b, mask_b, geo_b) = (
+            (d['img'], d['nodata_mask'], d['geo']) for d in (date_a, date_b))
         if img_a.shape != img_b.shape:
             raise ValueError(f'the two dates must have the same size and bands: {path_a} is '
                              f'{img_a.shape} (h, w, bands), {path_b} is {img_b.shape}')
@@ -429,6 +506,53 @@ class GeoRasterNodataToIgnore(BaseTransform):
 
     def __repr__(self):
         return f'{self.__class__.__name__}(ignore_index={self.ignore_index})'
+
+
+@TRANSFORMS.register_module()
+class CheckFiniteImage(BaseTransform):
+    """Refuse an image with NaN/Inf pixels with an error naming its file(s).
+
+    One NaN pixel makes every RS-vHeat feature of the image NaN (the DCT is
+    global), and the loss of the whole batch with it. The raster loaders of
+    this module check float rasters themselves; put this transform right
+    after any other loader that may give float images -- e.g.
+    ``LoadImageFromFile(color_type='unchanged')`` on float TIFFs, or
+    ``LoadBitemporalImages`` -- so that a bad file is named when it is
+    loaded, not found later as a NaN loss::
+
+        train_pipeline = [
+            dict(type='LoadImageFromFile', color_type='unchanged'),
+            dict(type='CheckFiniteImage'),
+            ...]
+
+    Pixels already in ``nodata_mask`` (set by a loader) are allowed.
+
+    Required keys: ``img`` (or ``key``). Optional: ``nodata_mask``,
+    ``img_path``, ``img_path2`` (named in the error).
+
+    Args:
+        key (str): Results key of the image. Defaults to ``'img'``.
+    """
+
+    def __init__(self, key: str = 'img') -> None:
+        self.key = key
+
+    def transform(self, results: dict) -> dict:
+        if self.key not in results:
+            raise KeyError(f'CheckFiniteImage: results have no `{self.key}` '
+                           f'(keys: {sorted(results)}); put it after the image loader')
+        bad = nonfinite_pixels(np.asarray(results[self.key]))
+        if bad is not None:
+            nodata = results.get('nodata_mask')
+            if nodata is not None and nodata.shape == bad.shape:
+                bad &= ~nodata
+            if bad.any():
+                paths = [str(results[k]) for k in ('img_path', 'img_path2') if results.get(k)]
+                raise nonfinite_error(' + '.join(paths) or '<array>', int(bad.sum()))
+        return results
+
+    def __repr__(self):
+        return f'{self.__class__.__name__}(key={self.key!r})'
 
 
 def raster_loader_cfg(loader_cfg: Optional[Dict]) -> Optional[dict]:
