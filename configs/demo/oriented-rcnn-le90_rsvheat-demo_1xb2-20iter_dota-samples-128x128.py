@@ -40,8 +40,10 @@ test_pipeline = [
     dict(type='mmdet.PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
+# (no `img_shape`: OneDL's mmrotate DOTADataset no longer takes it; the image
+# sizes come from the loaded images on both mmrotate lines)
 _patches = dict(type='DOTADataset', data_root=data_root, ann_file='dota_split/annfiles/',
-                data_prefix=dict(img_path='dota_split/images/'), img_shape=img_scale)
+                data_prefix=dict(img_path='dota_split/images/'))
 train_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False,
     # infinite: no dataloader restart (and its 2 s pause) after each epoch

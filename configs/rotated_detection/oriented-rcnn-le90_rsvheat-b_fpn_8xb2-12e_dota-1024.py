@@ -44,7 +44,6 @@ test_dataloader = dict(
         data_root=data_root,
         ann_file='',
         data_prefix=dict(img_path='test/images/'),
-        img_shape=(1024, 1024),
         test_mode=True,
         pipeline={{_base_.test_pipeline}}))
 test_evaluator = dict(_delete_=True, type='MergedDOTAMetric', format_only=True,

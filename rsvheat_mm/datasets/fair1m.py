@@ -11,8 +11,9 @@ Listed in ``TOOLBOX_PLUGINS['mmrotate']`` (imports mmrotate).
 """
 import colorsys
 import glob
+import inspect
 import os.path as osp
-from typing import List
+from typing import List, Tuple
 
 from mmrotate.datasets import DOTADataset
 
@@ -39,14 +40,25 @@ class FAIR1MDataset(DOTADataset):
     Args:
         img_suffix (str): Suffix of the patch images. Defaults to '.png'
             (what ``dota_split.py`` writes).
-        **kwargs: See :class:`mmrotate.datasets.DOTADataset` (``img_shape``,
-            ``diff_thr``, ``ann_file`` = folder of label files or '' for
+        img_shape (tuple[int, int]): Nominal patch size, recorded as
+            ``height``/``width`` of each sample. Defaults to (1024, 1024).
+        **kwargs: See :class:`mmrotate.datasets.DOTADataset` (``diff_thr``,
+            ``ann_file`` = folder of label files or '' for
             unlabelled images, ``data_prefix=dict(img_path=...)``).
     """
     METAINFO = dict(classes=FAIR1M_DOTA_CLASSES, palette=_palette(len(FAIR1M_DOTA_CLASSES)))
 
-    def __init__(self, img_suffix: str = '.png', **kwargs) -> None:
-        self.img_suffix = img_suffix
+    def __init__(self, img_suffix: str = '.png',
+                 img_shape: Tuple[int, int] = (1024, 1024), **kwargs) -> None:
+        # Official mmrotate 1.0.0rc1's DOTADataset takes `img_shape`; OneDL's
+        # takes `img_suffix` without the dot instead and sets that attribute.
+        base_args = inspect.signature(DOTADataset.__init__).parameters
+        if 'img_shape' in base_args:
+            kwargs['img_shape'] = img_shape
+        if 'img_suffix' in base_args:
+            kwargs['img_suffix'] = img_suffix.lstrip('.')
+        self.img_ext = '.' + img_suffix.lstrip('.')
+        self.img_shape = tuple(img_shape)
         super().__init__(**kwargs)
 
     def load_data_list(self) -> List[dict]:
@@ -55,11 +67,11 @@ class FAIR1MDataset(DOTADataset):
         img_dir = self.data_prefix['img_path']
         data_list = []
         if self.ann_file == '':
-            paths = sorted(glob.glob(osp.join(img_dir, '*' + self.img_suffix)))
+            paths = sorted(glob.glob(osp.join(img_dir, '*' + self.img_ext)))
             if not paths:
-                raise FileNotFoundError(f'no *{self.img_suffix} images in {img_dir}')
+                raise FileNotFoundError(f'no *{self.img_ext} images in {img_dir}')
             for img_path in paths:
-                img_id = osp.basename(img_path)[:-len(self.img_suffix)]
+                img_id = osp.basename(img_path)[:-len(self.img_ext)]
                 data_list.append(self._info(img_id, img_dir, []))
             return data_list
         txt_files = sorted(glob.glob(osp.join(self.ann_file, '*.txt')))
@@ -77,7 +89,7 @@ class FAIR1MDataset(DOTADataset):
         return data_list
 
     def _info(self, img_id: str, img_dir: str, instances: List[dict]) -> dict:
-        file_name = img_id + self.img_suffix
+        file_name = img_id + self.img_ext
         return dict(img_id=img_id, file_name=file_name,
                     img_path=osp.join(img_dir, file_name), height=self.img_shape[0],
                     width=self.img_shape[1], instances=instances)
