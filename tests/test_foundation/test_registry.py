@@ -72,16 +72,18 @@ def test_import_is_lazy_about_toolboxes():
     out = _run("""
         import sys
         import rsvheat_mm
-        print(sorted(m for m in ('mmpretrain', 'mmseg', 'mmdet', 'mmrotate') if m in sys.modules))
+        print('before:', sorted(m for m in ('mmpretrain', 'mmseg', 'mmdet', 'mmrotate')
+                                if m in sys.modules))
         import mmseg
         from mmengine.registry import MODELS
         # toolbox-specific components appear once the toolbox is imported
         from rsvheat_mm.utils.plugins import registered_toolboxes
-        print('mmseg' in registered_toolboxes() and MODELS.get('CDSiameseEncoderDecoder') is not None)
+        print('after:', 'mmseg' in registered_toolboxes()
+              and MODELS.get('CDSiameseEncoderDecoder') is not None)
     """)
-    lines = out.strip().splitlines()
-    assert lines[-2] == '[]'
-    assert lines[-1] == 'True'
+    # (OneDL's toolboxes print "Could not import OneDL" on import)
+    lines = [line for line in out.splitlines() if line.startswith(('before:', 'after:'))]
+    assert lines == ['before: []', 'after: True'], out
 
 
 def test_version_check_message():
