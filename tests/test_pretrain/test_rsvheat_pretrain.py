@@ -117,9 +117,10 @@ def test_variant_configs_change_only_the_pretext(variant):
                                                        f'rsvheat-pretrain-{variant}_')))
     if variant == 'banddrop':
         maskings = _maskings(cfg)
-        assert len(maskings) == 3 and all(t['drop_range'] == (0.1, 0.2) for t in maskings)
-        for t in maskings:
-            t.pop('drop_range')
+        assert len(maskings) == 3
+        for t in maskings:  # the high view stays the paper's (beyond 20-30 %)
+            assert t.pop('ratio_range') == (0.05, 0.1) and t.pop('drop_range') == (0.15, 0.2)
+            t.ratio_range = (0.2, 0.3)
         assert cfg.train_dataloader == paper.train_dataloader
         assert cfg.model == paper.model
     else:
