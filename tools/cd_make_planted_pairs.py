@@ -13,9 +13,7 @@ object/region, the registration jitter and the photometric change (see
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 HUGE_SPLIT = dict(bases=['dota_scene/dota_demo.jpg'], objects=['loveda1', 'potsdam'],
                   textures=['loveda/img_dir/2.png'], pairs_per_base=1)

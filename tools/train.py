@@ -10,14 +10,12 @@ all four. Examples::
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # Registers rsvheat_mm and installs its safe checkpoint loading (weights-only
 # with mmengine's allow-list), atomic writes and Python 3.10+ shims.
-import rsvheat_mm  # noqa: E402,F401
+import rsvheat_mm  # noqa: F401
 
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
 
 def parse_args():

@@ -22,15 +22,13 @@ Example::
 import argparse
 import io
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import rsvheat_mm  # noqa: E402,F401
+import rsvheat_mm  # noqa: F401
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
 IMAGENET_MEAN = [123.675, 116.28, 103.53]
 IMAGENET_STD = [58.395, 57.12, 57.375]
@@ -45,8 +43,10 @@ def parse_args(argv=None):
     p.add_argument('--modality', help='stem to use (default: by band count)')
     p.add_argument('--point', nargs=2, type=float, metavar=('X', 'Y'),
                    help='point source in image pixels (default: image centre)')
-    p.add_argument('--block', type=int, default=-1, help='block of each stage to show (default last)')
-    p.add_argument('--size', type=int, default=512, help='resize the longer side to this (0 = keep)')
+    p.add_argument('--block', type=int, default=-1,
+                   help='block of each stage to show (default last)')
+    p.add_argument('--size', type=int, default=512,
+                   help='resize the longer side to this (0 = keep)')
     p.add_argument('--out', default='heat_diffusion.png', help='output PNG')
     return p.parse_args(argv)
 
@@ -103,7 +103,8 @@ def normalise(img, pre):
     mean, std = pre.get('mean'), pre.get('std')
     if mean is None or len(mean) != bands:
         mean = IMAGENET_MEAN if bands == 3 else [float(img[..., b].mean()) for b in range(bands)]
-        std = IMAGENET_STD if bands == 3 else [float(img[..., b].std()) + 1e-6 for b in range(bands)]
+        std = IMAGENET_STD if bands == 3 else [float(img[..., b].std()) + 1e-6
+                                               for b in range(bands)]
     t = torch.from_numpy(img).permute(2, 0, 1).float()
     return (t - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
 

@@ -26,7 +26,6 @@ import argparse
 import os
 import os.path as osp
 import re
-import sys
 from collections import defaultdict
 from typing import Dict, Optional, Sequence
 
@@ -34,10 +33,9 @@ import cv2
 import numpy as np
 from mmengine.utils import ProgressBar
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from rsvheat_mm.datasets.transforms.optical_sar import read_bands  # noqa: E402
-from rsvheat_mm.utils import atomic_write  # noqa: E402
+from rsvheat_mm.datasets.transforms.optical_sar import read_bands
+from rsvheat_mm.utils import atomic_write
 
 POLARIZATIONS = ('HH', 'HV', 'VH', 'VV')
 IMG_EXTENSIONS = ('.tif', '.tiff', '.png', '.bmp', '.jpg')

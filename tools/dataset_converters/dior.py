@@ -16,13 +16,11 @@ DIOR-R with a DOTA-format pipeline)::
 import argparse
 import glob
 import os.path as osp
-import sys
 
 from mmengine.utils import track_progress
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from rsvheat_mm.datasets.rs_det_formats import (DIOR_CLASSES,  # noqa: E402
+from rsvheat_mm.datasets.rs_det_formats import (DIOR_CLASSES,
                                                 dior_obb_to_hbb, voc_xml_to_dota)
 
 OBB_SUBDIR = 'Annotations/Oriented Bounding Boxes'

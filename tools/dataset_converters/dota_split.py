@@ -14,12 +14,8 @@ difficulty 2). Example (DOTA-v1.0 single scale)::
 Multi-scale (mmrotate's ``ms``): ``--rates 0.5 1.0 1.5 --gaps 500``.
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from rsvheat_mm.datasets.dota_split import split_dota_dataset  # noqa: E402
+from rsvheat_mm.datasets.dota_split import split_dota_dataset
 
 
 def parse_args(argv=None):

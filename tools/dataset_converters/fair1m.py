@@ -19,13 +19,11 @@ import argparse
 import glob
 import os
 import os.path as osp
-import sys
 
 from mmengine.utils import track_parallel_progress, track_progress
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from rsvheat_mm.datasets.rs_det_formats import (fair1m_xml_to_dota,  # noqa: E402
+from rsvheat_mm.datasets.rs_det_formats import (fair1m_xml_to_dota,
                                                 task1_to_fair1m_xml)
 
 IMG_EXTENSIONS = ('.tif', '.tiff', '.png', '.jpg', '.bmp')

@@ -18,16 +18,13 @@ scale) for the rotated-detection demo config::
 """
 import argparse
 import os.path as osp
-import sys
 
 import cv2
 
+from rsvheat_mm.datasets.rs_det_formats import read_dota_txt, write_dota_txt
+from rsvheat_mm.utils import atomic_write
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
-
-from rsvheat_mm.datasets.rs_det_formats import read_dota_txt, write_dota_txt  # noqa: E402
-from rsvheat_mm.utils import atomic_write  # noqa: E402
-
 DOTA_SAMPLE = osp.join(ROOT, 'demo', 'data', 'dota')
 SAMPLE_ID = 'P2805__1024__0___0'
 LABEL_FRAME = 1024  # the label coordinates' frame (the original patch size)

@@ -18,14 +18,12 @@ Classes are the sub-folders of ROOT in sorted order; every class gets
 import argparse
 import os
 import os.path as osp
-import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from rsvheat_mm.utils import atomic_write  # noqa: E402
+from rsvheat_mm.utils import atomic_write
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp')
 

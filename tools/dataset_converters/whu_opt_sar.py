@@ -25,7 +25,6 @@ import argparse
 import io
 import os
 import os.path as osp
-import sys
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence
 
@@ -34,10 +33,9 @@ import numpy as np
 import tifffile
 from mmengine.utils import ProgressBar
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from rsvheat_mm.datasets.transforms.optical_sar import read_bands  # noqa: E402
-from rsvheat_mm.utils import atomic_write, sliding_windows  # noqa: E402
+from rsvheat_mm.datasets.transforms.optical_sar import read_bands
+from rsvheat_mm.utils import atomic_write, sliding_windows
 
 LABEL_VALUES = (0, 10, 20, 30, 40, 50, 60, 70)  # -> ids 0..7 (0 = unlabeled)
 SPLITS = ('train', 'val', 'test')

@@ -20,9 +20,6 @@ graph, classes and the measured differences::
 import argparse
 import json
 import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 
 def parse_args(argv=None):

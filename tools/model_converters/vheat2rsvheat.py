@@ -17,18 +17,16 @@ Example::
 """
 import argparse
 import os.path as osp
-import sys
 from collections import OrderedDict
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import torch  # noqa: E402
+import torch
 
-import rsvheat_mm  # noqa: E402
-from rsvheat_mm.models.backbones.convert import (  # noqa: E402
+import rsvheat_mm
+from rsvheat_mm.models.backbones.convert import (
     DeployCheckpointError, convert_official_state_dict, extract_backbone_state_dict,
     infer_official_depths)
-from rsvheat_mm.utils import atomic_write, load_checkpoint_safely  # noqa: E402
+from rsvheat_mm.utils import atomic_write, load_checkpoint_safely
 
 
 def parse_args(argv=None):
@@ -55,7 +53,8 @@ def summarize(state):
     fve = state.get('stages.0.fve')
     dims = fve.shape[-1] if fve is not None else None
     grid = tuple(fve.shape[:2]) if fve is not None else None
-    return dict(depths=depths, embed_dims=dims, stems={s: int(state[f'stems.{s}.conv1.weight'].shape[1]) for s in stems},
+    stem_bands = {s: int(state[f'stems.{s}.conv1.weight'].shape[1]) for s in stems}
+    return dict(depths=depths, embed_dims=dims, stems=stem_bands,
                 use_sce='stages.0.sce' in state, fve_grid=grid,
                 pretrain_img_size=(grid[0] * 4, grid[1] * 4) if grid else None)
 
