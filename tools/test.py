@@ -9,14 +9,12 @@ The toolbox is taken from the config's ``default_scope``. Examples::
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 # Registers rsvheat_mm and installs its safe checkpoint loading (weights-only
 # with mmengine's allow-list), atomic writes and Python 3.10+ shims.
-import rsvheat_mm  # noqa: E402,F401
+import rsvheat_mm  # noqa: F401
 
-from mmengine.config import DictAction  # noqa: E402
+from mmengine.config import DictAction
 
 
 def parse_args():
@@ -25,7 +23,7 @@ def parse_args():
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
-    parser.add_argument('--show-dir', help='save visualisations of predictions here '
+    parser.add_argument('--show-dir', help='draw every prediction to SHOW_DIR/<image>.png '
                         '(relative to the work dir of the run)')
     parser.add_argument('--amp', action='store_true', help='mixed-precision inference')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -37,27 +35,17 @@ def parse_args():
 
 
 def _enable_visualization(cfg, show_dir):
-    """Turn on the toolbox's visualization hook to write images to show_dir.
+    """Draw every test prediction to ``<work_dir>/<show_dir>/<image stem>.png``.
 
-    Each toolbox names the switch differently (as in its own tools/test.py).
+    rsvheat_mm's ``TestVisualizationHook`` does it alike for all toolboxes
+    (their own hooks write to different places, some under the current
+    directory, with names such as ``test_0.png_0.png``).
     """
-    hooks = cfg.get('default_hooks', {})
-    vis = hooks.get('visualization')
-    if vis is None:
-        raise KeyError('--show-dir: the config has no `default_hooks.visualization`')
-    hook_type = str(vis.get('type', ''))
-    if hook_type.endswith('DetVisualizationHook'):  # mmdet, mmrotate
-        vis.draw = True
-        vis.test_out_dir = show_dir
-    elif hook_type.endswith('SegVisualizationHook'):  # mmseg: the visualizer saves
-        vis.draw = True
-        vis.interval = 1  # every test image, not every 50th
-        cfg.visualizer.save_dir = show_dir
-    elif hook_type.endswith('VisualizationHook'):  # mmpretrain
-        vis.enable = True
-        vis.out_dir = show_dir
-    else:
-        raise ValueError(f'--show-dir: unknown visualization hook {hook_type!r}')
+    if cfg.get('visualizer') is None:
+        raise KeyError('--show-dir: the config has no `visualizer`')
+    hooks = list(cfg.get('custom_hooks') or [])
+    hooks.append(dict(type='rsvheat_mm.TestVisualizationHook', out_dir=show_dir))
+    cfg.custom_hooks = hooks
 
 
 def main():
