@@ -24,8 +24,13 @@ demo: install
 test: install
 	$(PY) -m pytest tests -v -ra $(PYTEST_ARGS)
 
+## The suite without the tests marked slow (end-to-end runs such as the demo).
+test-fast: install
+	$(PY) -m pytest tests -v -ra -m "not slow" $(PYTEST_ARGS)
+
+## flake8 with the settings of .flake8; fails on any finding.
 lint: install
-	$(PY) -m flake8 rsvheat_mm tools tests || true
+	$(PY) -m flake8 rsvheat_mm tools tests
 
 clean:
 	rm -rf work_dirs .pytest_cache build *.egg-info

@@ -369,4 +369,3 @@ def build_backbone_from_config(cfg, checkpoint: Optional[str] = None) -> nn.Modu
     else:
         backbone.init_weights()
     return backbone.eval()
-

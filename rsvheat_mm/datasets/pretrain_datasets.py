@@ -206,8 +206,8 @@ class RSVHeatPairedDataset(BaseDataset):
         return item
 
     def load_data_list(self) -> List[dict]:
-        if self.ann_file and not self.ann_file.lower().endswith(('.json', '.yaml', '.yml',
-                                                                  '.pkl', '.pickle')):
+        if self.ann_file and not self.ann_file.lower().endswith(
+                ('.json', '.yaml', '.yml', '.pkl', '.pickle')):
             data_list = []
             for lineno, fields in _read_list_file(self.ann_file, self.backend_args):
                 if len(fields) not in (1, 2):

@@ -219,7 +219,7 @@ class MergedDOTAMetric(DOTAMetric):
         for scene, m in merged.items():
             boxes = torch.from_numpy(m['bboxes'])
             polys = rbox2qbox(boxes) if self.predict_box_type == 'rbox' else boxes
-            per_image[scene] = [dict(label=l, score=s, poly=p)
-                                for l, s, p in zip(m['labels'].tolist(), m['scores'].tolist(),
-                                                   polys.tolist())]
+            per_image[scene] = [dict(label=lb, score=s, poly=p)
+                                for lb, s, p in zip(m['labels'].tolist(), m['scores'].tolist(),
+                                                    polys.tolist())]
         return write_dota_task1(out_dir, classes, per_image)

@@ -175,7 +175,8 @@ def test_dior_dataset_names_case_insensitive_and_strict(tmp_path):
 def test_sar_aircraft_faster_rcnn_uses_sar_stem(tmp_path):
     root = str(tmp_path / 'SAR-AIRcraft-1.0')
     fixture = make_sar_aircraft(root, str(tmp_path))
-    cfg = Config.fromfile(osp.join(DET, 'faster-rcnn_rsvheat-b_fpn_8xb2-12e_sar-aircraft-800x800.py'))
+    cfg = Config.fromfile(
+        osp.join(DET, 'faster-rcnn_rsvheat-b_fpn_8xb2-12e_sar-aircraft-800x800.py'))
     cfg.train_dataloader.dataset.data_root = root + '/'
     cfg.val_dataloader.dataset.data_root = root + '/'
     tiny_det_cfg(cfg, tmp_path / 'work', scale=192)
@@ -229,7 +230,8 @@ def test_fair1m_oriented_rcnn_train_eval_and_submission(tmp_path):
            str(split_root / 'val'))
     _split(str(root / 'test' / 'images'), None, str(split_root / 'test'))
 
-    cfg = Config.fromfile(osp.join(RDET, 'oriented-rcnn-le90_rsvheat-b_fpn_8xb2-12e_fair1m-2.0-1024.py'))
+    cfg = Config.fromfile(
+        osp.join(RDET, 'oriented-rcnn-le90_rsvheat-b_fpn_8xb2-12e_fair1m-2.0-1024.py'))
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[key].dataset.data_root = str(split_root) + '/'
     cfg.val_evaluator.scene_ann_dir = str(root / 'validation' / 'labelTxt')

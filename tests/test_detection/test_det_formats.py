@@ -147,7 +147,8 @@ def test_fair1m_to_dota_and_submission_round_trip(tmp_path):
 
     # a name with a space survives DOTA's whitespace-separated files
     fixture = tmp_path / 'ship.xml'
-    fixture.write_text(fair1m_xml('7', 100, 100, [('Liquid Cargo Ship', [1, 2, 30, 2, 30, 9, 1, 9])]))
+    fixture.write_text(
+        fair1m_xml('7', 100, 100, [('Liquid Cargo Ship', [1, 2, 30, 2, 30, 9, 1, 9])]))
     fmt.fair1m_xml_to_dota(str(fixture), str(tmp_path / 'ship.txt'))
     (obj, ) = fmt.read_dota_txt(str(tmp_path / 'ship.txt'))['objects']
     assert obj['name'] == 'Liquid_Cargo_Ship'
@@ -197,8 +198,8 @@ def _patch_predictions(split_dir, drop_scene_objects=()):
         objs = [o for o in fmt.read_dota_txt(str(path))['objects']]
         polys = torch.tensor([o['poly'] for o in objs], dtype=torch.float32).reshape(-1, 8)
         keep = [i for i, o in enumerate(objs)
-                if not any(abs(o['poly'][0] + x - p[0]) < 1e-3 and abs(o['poly'][1] + y - p[1]) < 1e-3
-                           for p in drop_scene_objects)]
+                if not any(abs(o['poly'][0] + x - p[0]) < 1e-3
+                           and abs(o['poly'][1] + y - p[1]) < 1e-3 for p in drop_scene_objects)]
         rboxes = qbox2rbox(polys[keep]) if keep else torch.zeros((0, 5))
         samples.append(dict(img_id=img_id, pred_instances=dict(
             bboxes=rboxes, scores=torch.ones(len(keep)),

@@ -111,8 +111,9 @@ def _dior_horizontal_box():
     xml = osp.join(DEMO_DATA, 'dior', 'Annotations', 'Oriented Bounding Boxes', '00001.xml')
     obj = ET.parse(xml).getroot().find('object')
     rb = obj.find('robndbox')
-    xs = [float(rb.find(f'x_{c}').text) for c in ('left_top', 'right_top', 'right_bottom', 'left_bottom')]
-    ys = [float(rb.find(f'y_{c}').text) for c in ('left_top', 'right_top', 'right_bottom', 'left_bottom')]
+    corners = ('left_top', 'right_top', 'right_bottom', 'left_bottom')
+    xs = [float(rb.find(f'x_{c}').text) for c in corners]
+    ys = [float(rb.find(f'y_{c}').text) for c in corners]
     return [min(xs), min(ys), max(xs), max(ys)]
 
 

@@ -32,8 +32,8 @@ def test_backbone_onnx_matches_pytorch(tmp_path):
     out = str(tmp_path / 'backbone.onnx')
     # non-square input, not a multiple of the pretraining grid
     info = export_backbone(backbone, out, (2, 3, 80, 112), modality='optical', atol=1e-4)
-    assert [o['shape'] for o in info['outputs']] == [[2, 16, 20, 28], [2, 32, 10, 14],
-                                                    [2, 64, 5, 7], [2, 128, 3, 4]]
+    assert [o['shape'] for o in info['outputs']] == [
+        [2, 16, 20, 28], [2, 32, 10, 14], [2, 64, 5, 7], [2, 128, 3, 4]]
     assert max(info['max_abs_diff'].values()) < 1e-4
     # an independent check on a fresh input, against the original (non-deploy) backbone
     x = torch.randn(2, 3, 80, 112)
