@@ -112,6 +112,11 @@ def parse_args():
     return parser.parse_args()
 
 
+# the summary lines of tools/infer.py
+INFER_SUMMARY = tuple(f'[{task}]' for task in ('classification', 'segmentation', 'change_detection',
+                                               'detection', 'rotated_detection'))
+
+
 def run(cmd, log_path):
     """Run a tool, streaming its output (progress) and keeping a log."""
     print('$ ' + ' '.join(cmd), flush=True)
@@ -123,7 +128,8 @@ def run(cmd, log_path):
             # show the mmengine progress lines and results, not the config dump
             progress = ' - mmengine - ' in line and any(
                 key in line for key in ('Iter(', 'Epoch(', 'Saving', 'resumed', 'loaded'))
-            if progress or line.startswith(('saved', 'stage ', 'Error', 'Traceback', '[')):
+            if progress or line.startswith(('saved', 'stage ', 'Error', 'Traceback')) or \
+                    line.startswith(INFER_SUMMARY):
                 print('  ' + line.rstrip()[:220], flush=True)
         proc.wait()
     if proc.returncode != 0:
