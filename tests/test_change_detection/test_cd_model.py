@@ -9,9 +9,7 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from rsvheat_mm.models.necks import CDFusionNeck
-from tests.helpers import DEMO_DATA
-
-DIMS = [16, 32, 64, 128]
+from tests.helpers import DEMO_DATA, TINY_DIMS as DIMS
 
 
 def test_fusion_policies():

@@ -17,6 +17,7 @@ import torch
 from mmengine.config import Config
 
 from rsvheat_mm.apis import inference_segmentor_tiled
+from rsvheat_mm.apis.geo_io import write_geotiff
 from rsvheat_mm.apis.tiling import WindowPlan, blend_weights
 from rsvheat_mm.datasets.planted_changes import load_objects, plant_changes, read_rgb
 from tests.helpers import DEMO_DATA, PYTHON, ROOT, run_tool
@@ -36,10 +37,8 @@ def huge_pair(tmp_path_factory):
                                    np.random.default_rng(3), swap_prob=0.)
     transform = from_origin(500000.0, 4200000.0, 0.5, 0.5)
     for name, img in (('A', a), ('B', b)):
-        with rasterio.open(root / f'{name}.tif', 'w', driver='GTiff', height=img.shape[0],
-                           width=img.shape[1], count=3, dtype='uint8', crs='EPSG:32650',
-                           transform=transform) as dst:
-            dst.write(img[..., ::-1].transpose(2, 0, 1))  # RGB in the file
+        write_geotiff(str(root / f'{name}.tif'), img[..., ::-1].transpose(2, 0, 1),  # RGB
+                      dict(crs='EPSG:32650', transform=tuple(transform)))
         mmcv.imwrite(img, str(root / f'{name}.png'))
     for name, img in (('A', a), ('B', b)):
         mmcv.imwrite(img[100:300, 140:400], str(root / f'small_{name}.png'))
@@ -169,8 +168,7 @@ def test_infer_cli_on_a_pair(cd_model, huge_pair, tmp_path):
     assert mmcv.imread(str(tmp_path / 'out' / 'vis' / 'small_A.jpg')).shape[:2] == (200, 520)
     # dates of different sizes are refused, naming both files
     small = tmp_path / 'small_B.tif'
-    with rasterio.open(small, 'w', driver='GTiff', height=200, width=260, count=3,
-                       dtype='uint8', crs='EPSG:32650', transform=huge_pair['transform']) as dst:
-        dst.write(huge_pair['b'][100:300, 140:400].transpose(2, 0, 1))
+    write_geotiff(str(small), huge_pair['b'][100:300, 140:400].transpose(2, 0, 1),
+                  dict(crs='EPSG:32650', transform=tuple(huge_pair['transform'])))
     with pytest.raises(ValueError, match=r'A\.tif is 600x520 px, .*small_B\.tif is 260x200'):
         inference_segmentor_tiled(cd_model, (str(root / 'A.tif'), str(small)), tile=128)

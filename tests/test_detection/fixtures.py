@@ -15,7 +15,6 @@ bundled real samples (demo/data, see demo/data/SOURCES.md) under tmp_path.
 * FAIR1M: the DOTA planes as a .tif scene with a label XML written from
   FAIR1M's published schema (types assigned as above).
 """
-import importlib.util
 import os
 import os.path as osp
 import shutil
@@ -23,19 +22,7 @@ import shutil
 import cv2
 import numpy as np
 
-from tests.helpers import DEMO_DATA, ROOT
-
-TOOLS = osp.join(ROOT, 'tools')
-
-
-def load_tool(relpath):
-    """Import a script under tools/ as a module."""
-    path = osp.join(TOOLS, relpath)
-    name = 'tool_' + relpath.replace('/', '_').replace('.py', '')
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import DEMO_DATA, load_tool  # noqa: F401 (load_tool: used by importers)
 
 
 def write(path, text):

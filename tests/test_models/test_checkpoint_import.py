@@ -2,14 +2,13 @@
 import argparse
 import copy
 import re
-import subprocess
 
 import pytest
 import torch
 
 from rsvheat_mm.models.backbones import RSVHeat
 from rsvheat_mm.models.backbones.convert import DeployCheckpointError
-from tests.helpers import PYTHON, ROOT, python_env
+from tests.helpers import PYTHON, run_tool
 
 TINY = dict(depths=[1, 2, 1, 1], embed_dims=16)
 
@@ -187,10 +186,9 @@ def test_converter_tool(tmp_path):
     torch.save({'model': to_official(src, {'optical': 'patch_embed_opt', 'sar': 'patch_embed_sar'}),
                 'config': argparse.Namespace(x=1)}, path)
     out = tmp_path / 'converted.pth'
-    proc = subprocess.run([PYTHON, 'tools/model_converters/vheat2rsvheat.py', str(path), str(out)],
-                          cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "'depths': [1, 2, 1, 1]" in proc.stdout and "'use_sce': True" in proc.stdout
+    printed = run_tool([PYTHON, 'tools/model_converters/vheat2rsvheat.py', str(path), str(out)],
+                       timeout=300)
+    assert "'depths': [1, 2, 1, 1]" in printed and "'use_sce': True" in printed
     converted = torch.load(out, weights_only=True)  # plain tensors + containers only
     assert all(k.startswith('backbone.') for k in converted['state_dict'])
     dst = RSVHeat(TINY, pretrain_img_size=64, out_norm=False,

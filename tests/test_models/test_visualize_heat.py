@@ -1,20 +1,15 @@
 """tools/analysis/visualize_heat.py on a bundled scene."""
-import importlib.util
 import os.path as osp
 
 import torch
 
-from tests.helpers import DEMO_DATA, ROOT
+from tests.helpers import DEMO_DATA, ROOT, load_tool
 
 CONFIG = osp.join(ROOT, 'configs/demo/upernet_rsvheat-demo_1xb2-40iter_loveda-samples-256x256.py')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'visualize_heat', osp.join(ROOT, 'tools/analysis/visualize_heat.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('analysis/visualize_heat.py')
 
 
 def test_figure_and_maps(tmp_path):

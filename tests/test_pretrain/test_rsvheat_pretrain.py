@@ -5,7 +5,6 @@ key loaded."""
 import glob
 import json
 import os.path as osp
-import subprocess
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
-from tests.helpers import PYTHON, ROOT, TINY_ARCH as TINY, python_env
+from tests.helpers import PYTHON, ROOT, TINY_ARCH as TINY, run_tool
 from tests.test_pretrain.utils import DEMO, PAPER, build_model, make_samples
 
 
@@ -141,9 +140,7 @@ def pretrained(tmp_path_factory):
            'default_hooks.logger.interval=1', 'log_processor.window_size=1']
     # One thread: on a shared 2-core machine OpenMP's spin-waiting otherwise
     # costs ~10x the tiny model's compute.
-    proc = subprocess.run(cmd, cwd=ROOT, env=python_env(OMP_NUM_THREADS=1),
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_tool(cmd, timeout=600, OMP_NUM_THREADS=1)
     scalars = glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json'))
     assert len(scalars) == 1
     with open(scalars[0]) as f:
