@@ -232,3 +232,26 @@ def test_flop_counter_sees_the_pocketfft_dct():
     # one stage-1 block, DCT and IDCT over the H axis only (W = 64 runs as GEMMs)
     assert by_op['rsvheat.pocketfft_dct'] == pytest.approx(
         model.depths[0] * 2 * 2.5 * c * h * w * math.log2(h), rel=1e-6)
+
+
+def test_flop_counter_counts_the_fused_training_step():
+    """FlopCounterMode's own module tracking does not switch the fused
+    training block off: the count is the step that really runs, i.e. plain
+    autograd's plus what the fused backward recomputes (the MLP's first GEMM,
+    the depth-wise conv and one inverse transform per block)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def train_flops(model):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            sum(o.mean() for o in model.train()(torch.randn(1, 3, 64, 96))).backward()
+        return counter.get_total_flops()
+
+    fused = _model(dct_impl='matmul')
+    plain = _model(dct_impl='matmul', fused_training=False)
+    extra = 0
+    for (h, w), c, depth in zip(fused.feature_sizes((64, 96)), fused.dims, fused.depths):
+        extra += depth * (2 * h * w * c * 4 * c + 2 * h * w * c * 9)
+    extra += fused.transform_flops((64, 96), mode='train') - \
+        plain.transform_flops((64, 96), mode='train')
+    assert train_flops(fused) - train_flops(plain) == extra

@@ -71,3 +71,25 @@ def test_inference_optimisations_equal_reference(monkeypatch):
                 blk.op.dct_impl = impl
         with torch.no_grad():
             _check(model(x), ref)
+
+
+@pytest.mark.parametrize('interp', ['bilinear', 'bicubic', 'zero_pad'])
+def test_banded_decay_and_sce_equal_reference(monkeypatch, interp):
+    """Inputs too large to reuse their decays (here: cache_mb=0) compute the
+    decay and the SCE band by band inside each block: same features."""
+    from rsvheat_mm.models.layers import hco_layer
+    model = _model(cache_mb=0, embed_interp=interp)
+    x = torch.randn(1, 3, 88, 120)
+    if interp == 'bilinear':
+        ref = reference_forward(model, x)
+    else:  # the transcription resizes bilinearly only: compare with autograd's path
+        with torch.enable_grad():
+            ref = [o.detach() for o in model(x)]
+    monkeypatch.setattr(hco_layer, 'BAND_BYTES', 3000)  # several bands per map
+    with torch.no_grad():
+        _check(model(x), ref)
+    assert len(model.resolution_cache) == 0
+    deployed = copy.deepcopy(model)
+    deployed.switch_to_deploy()
+    with torch.no_grad():
+        _check(deployed(x), ref)

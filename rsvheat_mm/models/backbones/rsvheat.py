@@ -24,10 +24,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from rsvheat_mm.registry import MODELS
 from ..layers.block_autograd import BlockConfig, fused_block
-from ..layers.embedding import INTERP_MODES, resize_embedding
+from ..layers.embedding import INTERP_MODES, GridRows, resize_embedding
 from ..layers.fused_ops import capturing_graph, linear
-from ..layers.hco_layer import HeatConduction2d, cacheable, hooks_registered, lean_inference
+from ..layers.hco_layer import (HeatConduction2d, band_rows, cacheable, hooks_registered,
+                                lean_inference)
 from ..layers.heat_conduction import DCT_IMPLS, heat_decay
+from ..layers.host_memory import trim_host_memory
 from ..layers.resolution_cache import ResolutionCache
 from .convert import load_pretrained_rsvheat
 
@@ -94,10 +96,16 @@ class RSVHeatStem(BaseModule):
         # channels_last convolutions: the permutes to (B, H, W, C) are free
         # views, and no full-resolution intermediate outlives its use (the
         # stem's are the largest tensors of the network, at stride 2).
-        # (the conv1 output is freed when norm1 returns, before GELU)
-        x = self.norm1(self.conv1(x.contiguous(memory_format=torch.channels_last))
-                       .permute(0, 2, 3, 1))
-        x = F.gelu(x)
+        x = self.conv1(x.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1)
+        if lean_inference() and not hooks_registered(self):
+            # Nobody observes norm1: normalise and activate the conv output
+            # in place, band by band (LayerNorm is per pixel).
+            step = band_rows(x[0, 0].numel() * 4)
+            for r in range(0, x.shape[1], step):
+                band = x[:, r:r + step]
+                band.copy_(F.gelu(self.norm1(band)))
+        else:
+            x = F.gelu(self.norm1(x))  # (the conv output is freed when norm1 returns)
         x = self.conv2(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return self.norm2(x)
 
@@ -313,17 +321,21 @@ class RSVHeatStage(BaseModule):
         ])
         self.downsample = RSVHeatDownsample(dims, 2 * dims) if downsample else None
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
-        """``x``: ``(B, H, W, C)``. Returns (stage output, downsampled or None)."""
+    def forward(self, x: Tensor, reuse: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
+        """``x``: ``(B, H, W, C)``. Returns (stage output, downsampled or None).
+
+        ``reuse``: take eval-mode decays and the resized SCE from the cache
+        (the backbone decides by size, see :meth:`RSVHeat.reuse_fits`)."""
         size = (x.shape[1], x.shape[2])
-        sce = self.resized_sce(size, x.dtype) if self.sce is not None else None
+        cache = self.cache if reuse else None
+        sce = self.resized_sce(size, x.dtype, cache) if self.sce is not None else None
         fve = None if self.deploy else self.fve
         fused = self._use_fused(x)
         for block in self.blocks:
             if fused:
                 x = self._fused_block(block, x, fve, sce)
             else:
-                x = block(x, block.op.decay(fve, size, self.embed_interp, self.cache), sce)
+                x = block(x, block.op.decay(fve, size, self.embed_interp, cache), sce)
         down = self.downsample(x) if self.downsample is not None else None
         return x, down
 
@@ -348,31 +360,44 @@ class RSVHeatStage(BaseModule):
                                  use_reentrant=False)
         return block.forward_fused(x, k_pre, k_pad, sce, self.embed_interp)
 
-    def forward_owned(self, owner: list) -> Tuple[Tensor, Optional[Tensor]]:
+    def forward_owned(self, owner: list, reuse: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
         """:meth:`forward` for lean inference with no hooks registered: the
         stage takes its input out of ``owner`` and hands each block the only
-        reference to its input (see :meth:`RSVHeatBlock.forward_owned`)."""
+        reference to its input (see :meth:`RSVHeatBlock.forward_owned`).
+
+        With ``reuse`` the decays and the resized SCE come whole from the
+        cache; without, they are computed band by band inside each block and
+        never exist whole (large inputs, see :meth:`RSVHeat.forward`)."""
         size = (owner[-1].shape[1], owner[-1].shape[2])
-        sce = self.resized_sce(size, owner[-1].dtype) if self.sce is not None else None
         fve = None if self.deploy else self.fve
+        if reuse:
+            sce = self.resized_sce(size, owner[-1].dtype, self.cache) \
+                if self.sce is not None else None
+        else:
+            sce = None if self.sce is None else GridRows(
+                self.sce, size, 'bilinear' if self.embed_interp == 'zero_pad' else self.embed_interp)
         for block in self.blocks:
-            decay = block.op.decay(fve, size, self.embed_interp, self.cache)
+            if reuse:
+                decay = block.op.decay(fve, size, self.embed_interp, self.cache)
+            else:
+                decay = block.op.decay_rows(fve, size, self.embed_interp)
             owner.append(block.forward_owned(owner, decay, sce))
         x = owner.pop()
         down = self.downsample(x) if self.downsample is not None else None
         return x, down
 
-    def resized_sce(self, size: Tuple[int, int], dtype: torch.dtype) -> Tensor:
-        """The SCE at ``size``, reused from the cache like the decay."""
+    def resized_sce(self, size: Tuple[int, int], dtype: torch.dtype,
+                    cache: Optional[ResolutionCache] = None) -> Tensor:
+        """The SCE at ``size``, reused from ``cache`` like the decay."""
         mode = 'bilinear' if self.embed_interp == 'zero_pad' else self.embed_interp
 
         def compute():
             return resize_embedding(self.sce, size, mode).to(dtype).contiguous()
 
-        if self.cache is None or not cacheable(self, [self.sce]):
+        if cache is None or not cacheable(self, [self.sce]):
             return compute()
         key = (id(self), 'sce', tuple(size), dtype, self.sce.device)
-        return self.cache.get(key, [self.sce], compute)
+        return cache.get(key, [self.sce], compute)
 
     def switch_to_deploy(self):
         if self.deploy:
@@ -447,12 +472,14 @@ class RSVHeat(BaseModule):
         cache_mb (float): Memory budget (MiB) for reusing the weight-only
             tensors of eval-mode forwards -- each block's heat decay
             ``exp(-K * lam)`` and each stage's resized SCE -- from one
-            forward to the next at the same input size. Least recently used
-            entries are dropped beyond it, so a stream of sizes holds at most
-            this much; at large sizes one decay alone exceeds it and is
-            recomputed (an ``exp`` that is cheap next to the GEMMs). 0
-            disables reuse. See :meth:`set_cache_limit`, :meth:`clear_cache`.
-            Defaults to 64.
+            forward to the next at the same input size. An input size is
+            reused only if all its tensors fit the budget together (e.g.
+            224-448 px for RS-vHeat-B at the default); least recently used
+            sizes are dropped beyond it, so any stream of sizes holds at
+            most this much. Larger inputs compute the decay and SCE band by
+            band inside each block, an ``exp`` that is cheap next to the
+            GEMMs, and never hold them whole. 0 disables reuse. See
+            :meth:`set_cache_limit`, :meth:`clear_cache`. Defaults to 64.
         check_finite (bool): Refuse inputs with NaN/Inf values (the DCT is
             global: one NaN pixel would make every feature NaN). Skipped
             while a graph is traced or compiled. Defaults to True.
@@ -463,6 +490,12 @@ class RSVHeat(BaseModule):
             and gradients. False uses plain autograd (e.g. for double
             backward). Blocks inside stages with forward hooks, or with
             ``with_cp='selective'``, use plain autograd. Defaults to True.
+        release_memory (bool): After a CPU inference forward too large to
+            reuse its decays (see ``cache_mb``), give the freed heap back to
+            the OS (glibc ``malloc_trim``, see
+            :mod:`~rsvheat_mm.models.layers.host_memory`), so the process
+            holds what it uses, not the high-water mark of earlier large
+            forwards. Defaults to True.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=...,
             prefix=...)`` also accepts official vHeat and RS-vHeat
             checkpoints (see :mod:`rsvheat_mm.models.backbones.convert`).
@@ -506,6 +539,7 @@ class RSVHeat(BaseModule):
                  cache_mb: float = 64,
                  check_finite: bool = True,
                  fused_training: bool = True,
+                 release_memory: bool = True,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, str):
@@ -557,6 +591,7 @@ class RSVHeat(BaseModule):
         self.use_sce = use_sce
         self.deploy = deploy
         self.check_finite = check_finite
+        self.release_memory = release_memory
         if cache_mb < 0:
             raise ValueError(f'RSVHeat: cache_mb must be >= 0, got {cache_mb}')
         self.resolution_cache = ResolutionCache(int(cache_mb * 2**20))
@@ -732,6 +767,24 @@ class RSVHeat(BaseModule):
         return int(round(total))
 
     # -- reuse between forwards ---------------------------------------------------
+    def reuse_bytes(self, feature_size: Tuple[int, int]) -> int:
+        """Bytes of every decay and resized SCE for a stride-4 feature map of
+        ``feature_size``: what reusing them between forwards would keep."""
+        h, w = feature_size
+        total = 0
+        for stage, dims in zip(self.stages, self.dims):
+            total += h * w * dims * 4 * (len(stage.blocks) + (stage.sce is not None))
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        return total
+
+    def reuse_fits(self, feature_size: Tuple[int, int]) -> bool:
+        """Whether the decays and SCE of this size are reused between
+        inference forwards: only when all of them fit ``cache_mb`` together.
+        Larger inputs compute them band by band inside the blocks instead, so
+        they never exist whole (at 1024 px they would weigh as much again as
+        the whole forward's activations)."""
+        return self.reuse_bytes(tuple(feature_size)) <= self.resolution_cache.max_bytes
+
     def clear_cache(self):
         """Drop every decay and resized SCE kept from eval-mode forwards."""
         self.resolution_cache.clear()
@@ -838,8 +891,9 @@ class RSVHeat(BaseModule):
             del x  # the stages free it as soon as it is used
             return self._forward_owned(owner)
         outs = []
+        reuse = self.reuse_fits(x.shape[1:3])
         for i, stage in enumerate(self.stages):
-            y, x = stage(x)
+            y, x = stage(x, reuse=reuse)
             if i in self.out_indices:
                 outs.append(self._output(i, y))
         return tuple(outs)
@@ -855,13 +909,17 @@ class RSVHeat(BaseModule):
         registered inside the backbone, where nothing can observe the reuse;
         same results as the module calls."""
         outs = []
+        reuse = self.reuse_fits(owner[-1].shape[1:3])
+        device = owner[-1].device
         for i, stage in enumerate(self.stages):
-            y, down = stage.forward_owned(owner)
+            y, down = stage.forward_owned(owner, reuse)
             owner.append(down)
             del down
             if i in self.out_indices:
                 outs.append(self._output(i, y))
             del y
+        if not reuse and self.release_memory and device.type == 'cpu':
+            trim_host_memory()
         return tuple(outs)
 
     # -- training behaviour --------------------------------------------------------

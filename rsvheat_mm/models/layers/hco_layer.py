@@ -26,13 +26,49 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
 from torch.nn.modules import module as nn_module
+from torch.utils.module_tracker import ModuleTracker
 
-from .embedding import resize_embedding
+from .embedding import GridRows, resize_embedding
 from .fused_ops import capturing_graph, linear
-from .heat_conduction import dct2d, heat_conduction, heat_decay, idct2d
+from .heat_conduction import heat_conduction, heat_decay, heat_frequencies, transform_
 from .resolution_cache import ResolutionCache
 
-__all__ = ['HeatConduction2d', 'lean_inference', 'cacheable', 'hooks_registered']
+__all__ = ['HeatConduction2d', 'lean_inference', 'cacheable', 'hooks_registered', 'DecayRows',
+           'TensorRows']
+
+#: Bytes of one band of rows when per-pixel work runs band by band in
+#: inference (a 32-row band of a 256 px wide, C=128 map is 4 MiB).
+BAND_BYTES = 4 << 20
+
+
+def band_rows(row_bytes: int) -> int:
+    return max(1, BAND_BYTES // max(1, row_bytes))
+
+
+class TensorRows:
+    """Row bands of a materialised ``(H, W, C)`` tensor (e.g. a cached decay)."""
+
+    def __init__(self, t: Tensor):
+        self.t = t
+
+    def rows(self, r0: int, r1: int) -> Tensor:
+        return self.t[r0:r1]
+
+
+class DecayRows:
+    """Row bands of the decay ``exp(-ReLU(resize(K)) * lam)`` at ``size``,
+    computed band by band from the conductivity grid (see
+    :class:`~.embedding.GridRows`): in inference on large maps the decay, one
+    activation-sized tensor per block, is never built whole."""
+
+    def __init__(self, k_pre: Tensor, size: Tuple[int, int], interp: str,
+                 pad: Optional[Tensor] = None):
+        self.k = GridRows(k_pre, size, interp, pad)
+        self.lam = heat_frequencies(size[0], size[1], k_pre.device)
+
+    def rows(self, r0: int, r1: int) -> Tensor:
+        with torch.autocast(self.lam.device.type, enabled=False):
+            return torch.exp(F.relu(self.k.rows(r0, r1)).mul_(self.lam[r0:r1]).neg_())
 
 
 def lean_inference() -> bool:
@@ -43,13 +79,21 @@ def lean_inference() -> bool:
     return not (torch.is_grad_enabled() or capturing_graph())
 
 
+def _observes(hooks) -> bool:
+    # torch's ModuleTracker (used by FlopCounterMode) only records which
+    # module runs; it never looks at tensors, so it needs no module calls.
+    return any(not isinstance(getattr(h, '__self__', None), ModuleTracker)
+               for h in hooks.values())
+
+
 def hooks_registered(module: nn.Module) -> bool:
     """Whether a forward (pre-)hook is registered globally or on a submodule
     of ``module`` (not on ``module`` itself). Hook-based tools (feature
-    extractors, visualisers, counters) then need every submodule called with
-    real tensors that are not modified afterwards, so the lean inference and
+    extractors, visualisers) then need every submodule called with real
+    tensors that are not modified afterwards, so the lean inference and
     fused training paths, which skip or reuse those, step aside."""
-    if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
+    if _observes(nn_module._global_forward_hooks) or _observes(
+            nn_module._global_forward_pre_hooks):
         return True
     return any(m._forward_hooks or m._forward_pre_hooks
                for m in module.modules() if m is not module)
@@ -132,6 +176,14 @@ class HeatConduction2d(BaseModule):
             pad = self.k_pad if self.deploy else self.to_k.bias
         return heat_decay(F.relu(resize_embedding(k, size, interp, pad)))
 
+    def decay_rows(self, fve: Optional[Tensor], size: Tuple[int, int],
+                   interp: str = 'bilinear') -> DecayRows:
+        """The decay at ``size`` as row bands (inference on large maps)."""
+        pad = None
+        if interp == 'zero_pad':
+            pad = self.k_pad if self.deploy else self.to_k.bias
+        return DecayRows(self.k_preactivation(fve), size, interp, pad)
+
     def decay(self, fve: Optional[Tensor], size: Tuple[int, int], interp: str = 'bilinear',
               cache: Optional[ResolutionCache] = None) -> Tensor:
         """:meth:`compute_decay`, reused from ``cache`` where that is safe
@@ -173,28 +225,49 @@ class HeatConduction2d(BaseModule):
 
     def forward(self, x: Tensor, decay: Tensor, sce: Optional[Tensor] = None) -> Tensor:
         """``x``: ``(B, H, W, C)``; ``decay``: ``(H, W, C)``; ``sce``: ``(H, W, C)``."""
-        if lean_inference():
+        if lean_inference() and not hooks_registered(self):
             return self._forward_lean(x, decay, sce)
         u, z = self.pre_heat(x, sce)
         return self.post_heat(self.heat(u, decay), z)
 
-    def _forward_lean(self, x: Tensor, decay: Tensor, sce: Optional[Tensor]) -> Tensor:
-        """Inference: the same maths, with each C x H x W buffer dropped as
-        soon as it is used and the element-wise steps done in place on this
-        layer's own temporaries (never on what a submodule returned, which a
-        forward hook may hold)."""
-        t = self._mix(x, sce)
-        z = self._in_proj(t, 1)
+    def _forward_lean(self, x: Tensor, decay, sce) -> Tensor:
+        """Inference with no forward hooks registered (see
+        :func:`hooks_registered`): the same maths with at most three
+        ``C x H x W`` buffers alive besides the input. ``z`` is written into
+        the depth-wise conv's output band by band once ``u`` is computed, the
+        DCTs run in place where pocketfft does them, the gate's LayerNorm
+        and the SCE addition run band by band, and ``decay``/``sce`` may be
+        row sources (:class:`DecayRows`, :class:`~.embedding.GridRows`) that
+        never exist whole. Nothing here is visible to anyone: no hook is
+        registered, and every reused buffer is this call's own."""
+        decay = TensorRows(decay) if torch.is_tensor(decay) else decay
+        sce = TensorRows(sce) if torch.is_tensor(sce) else sce
+        h = x.shape[1]
+        step = band_rows(x[0, 0].numel() * 4)
+        bands = [(r, min(r + step, h)) for r in range(0, h, step)]
+        if self.use_sce:
+            t = torch.empty_like(x)
+            for r0, r1 in bands:
+                torch.add(x[:, r0:r1], sce.rows(r0, r1).to(x.dtype), out=t[:, r0:r1])
+            t = self.norm1(F.relu_(t))
+            t = self.dwconv(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        else:
+            t = self._mix(x, None)
         u = self._in_proj(t, 0)
+        z = t  # z overwrites t band by band: each band of t is used once more
         del t
-        spec = dct2d(u, channels_last=True, impl=self.dct_impl)
+        c = self.dims
+        for r0, r1 in bands:
+            z[:, r0:r1] = linear(z[:, r0:r1], self.linear.weight[c:], self.linear.bias[c:])
+        spec = transform_(u, True, self.dct_impl)
         del u
-        spec.mul_(decay.to(spec.dtype))
-        u = idct2d(spec, channels_last=True, impl=self.dct_impl)
+        for r0, r1 in bands:
+            spec[:, r0:r1].mul_(decay.rows(r0, r1).to(spec.dtype))
+        v = transform_(spec, True, self.dct_impl, inverse=True)
         del spec
-        n = self.out_norm(u)
-        del u
-        z = F.silu(z, inplace=True)
-        z.mul_(n)
-        del n
+        norm = self.out_norm
+        for r0, r1 in bands:
+            zb = F.silu(z[:, r0:r1], inplace=True)
+            zb.mul_(F.layer_norm(v[:, r0:r1], (c, ), norm.weight, norm.bias, norm.eps))
+        del v
         return linear(z, self.out_linear.weight, self.out_linear.bias)

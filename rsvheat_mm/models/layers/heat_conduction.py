@@ -20,18 +20,20 @@ under autocast.
 import math
 from typing import List, Optional, Tuple
 
+import numpy as np
 import scipy.fft
 import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-from .fused_ops import _use_onednn, capturing_graph
+from .fused_ops import _use_onednn, capturing_graph, dispatch_mode_active
 from .fused_ops import linear as _onednn_linear
 from .resolution_cache import ResolutionCache
 
 __all__ = [
     'dct_matrix', 'heat_frequencies', 'heat_decay', 'dct2d', 'idct2d',
-    'heat_conduction', 'clear_heat_caches', 'pocketfft_dct', 'axis_impl', 'HEAT_CACHE'
+    'heat_conduction', 'clear_heat_caches', 'pocketfft_dct', 'axis_impl', 'HEAT_CACHE',
+    'transform_'
 ]
 
 #: DCT bases, frequency grids and FFT twiddles of the sizes in use, shared by
@@ -313,6 +315,27 @@ def dct2d(x: Tensor, channels_last: bool = True, impl: str = 'auto') -> Tensor:
 def idct2d(x: Tensor, channels_last: bool = True, impl: str = 'auto') -> Tensor:
     """Inverse of :func:`dct2d` (the bases are orthogonal: ``C^-1 = C^T``)."""
     return _transform(x, channels_last, impl, inverse=True)
+
+
+def transform_(x: Tensor, channels_last: bool = True, impl: str = 'auto',
+               inverse: bool = False) -> Tensor:
+    """:func:`dct2d` (or :func:`idct2d`) that may overwrite ``x``, for
+    inference: when pocketfft runs every spatial axis (large CPU maps) it
+    transforms ``x`` in place and returns it, saving one activation-sized
+    buffer; otherwise it returns a new tensor as :func:`dct2d` does. Never
+    while autograd records or a dispatch mode (fake tensors, FLOP counters)
+    is active: those get the registered op."""
+    axes = _spatial_axes(x, channels_last)
+    if (not torch.is_grad_enabled() and not x.requires_grad and x.is_contiguous()
+            and not dispatch_mode_active()
+            and all(axis_impl(x.shape[a], x, impl) == 'scipy' for a in axes)):
+        arr = x.numpy()
+        out = scipy.fft.dctn(arr, type=3 if inverse else 2, axes=axes, norm='ortho',
+                             overwrite_x=True, workers=max(1, torch.get_num_threads()))
+        if not np.shares_memory(out, arr):
+            arr[...] = out
+        return x
+    return _transform(x, channels_last, impl, inverse)
 
 
 def heat_conduction(x: Tensor,
