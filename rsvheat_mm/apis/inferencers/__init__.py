@@ -1,5 +1,8 @@
 """One inferencer per task behind :class:`~rsvheat_mm.apis.RSVHeatInferencer`.
 
+Only ``RSVHeatInferencer`` is registered (``INFERENCERS``); it builds the
+task's class below, which can also be imported and built directly.
+
 ``base.py`` holds what every task shares (config and weights, inputs, whole
 images and tiled scenes, drawing and writing); each task file holds what
 differs. ``resolve.py`` finds the config, weights and task of a model name.

@@ -25,7 +25,7 @@ from mmengine.infer import BaseInferencer
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 
-from rsvheat_mm.datasets.transforms.geotiff import LoadGeoRasterFromFile
+from rsvheat_mm.datasets.transforms.geotiff import RASTER_SUFFIXES, LoadGeoRasterFromFile
 from rsvheat_mm.utils.fileio import atomic_write
 from ..geo_io import display_rgb, is_raster_path, read_georef
 from ..tiling import SceneReader, WindowPipeline, WindowPlan, register_toolbox
@@ -34,8 +34,8 @@ from .resolve import list_models, resolve_config, task_of_config
 
 __all__ = ['BaseRSVHeatInferencer', 'IMAGE_SUFFIXES']
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.ppm',
-                  '.pgm', '.jp2', '.vrt', '.img')
+#: Files of a folder input: what OpenCV decodes, and the rasters read with rasterio.
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.ppm', '.pgm') + RASTER_SUFFIXES
 
 
 class BaseRSVHeatInferencer(BaseInferencer):

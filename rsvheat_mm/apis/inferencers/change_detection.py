@@ -12,7 +12,6 @@ import os.path as osp
 
 import numpy as np
 
-from rsvheat_mm.registry import INFERENCERS
 from .base import IMAGE_SUFFIXES
 from .segmentation import SegmentationInferencer
 
@@ -23,7 +22,6 @@ PAIR_DIRS = (('A', 'B'), ('a', 'b'), ('im1', 'im2'), ('t1', 't2'), ('T1', 'T2'),
              ('time1', 'time2'), ('before', 'after'))
 
 
-@INFERENCERS.register_module()
 class ChangeDetectionInferencer(SegmentationInferencer):
     """Change detection with any rsvheat_mm bi-temporal config (see
     :class:`~rsvheat_mm.apis.RSVHeatInferencer`)."""

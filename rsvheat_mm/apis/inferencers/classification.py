@@ -11,7 +11,6 @@ from typing import Dict
 import numpy as np
 import torch
 
-from rsvheat_mm.registry import INFERENCERS
 from ..geo_io import detections_to_geojson, is_georeferenced, write_json
 from ..tiling import run_windows
 from .base import BaseRSVHeatInferencer
@@ -19,7 +18,6 @@ from .base import BaseRSVHeatInferencer
 __all__ = ['ClassificationInferencer']
 
 
-@INFERENCERS.register_module()
 class ClassificationInferencer(BaseRSVHeatInferencer):
     """Scene classification with any rsvheat_mm mmpretrain config (see
     :class:`~rsvheat_mm.apis.RSVHeatInferencer`)."""

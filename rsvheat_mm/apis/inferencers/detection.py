@@ -13,7 +13,6 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from rsvheat_mm.registry import INFERENCERS
 from ..geo_io import detections_to_geojson, is_georeferenced, write_json
 from ..tiling import DetectionMerger, WindowPipeline, WindowPlan, default_merge_iou, run_detection
 from ..tiling.merge import box_centres
@@ -22,7 +21,6 @@ from .base import BaseRSVHeatInferencer
 __all__ = ['DetectionInferencer', 'inference_detector_tiled']
 
 
-@INFERENCERS.register_module()
 class DetectionInferencer(BaseRSVHeatInferencer):
     """Horizontal and rotated detection with any rsvheat_mm mmdet / mmrotate
     config (see :class:`~rsvheat_mm.apis.RSVHeatInferencer`)."""

@@ -13,7 +13,6 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from rsvheat_mm.registry import INFERENCERS
 from rsvheat_mm.utils.fileio import atomic_write
 from ..geo_io import NODATA_CLASS, colormap_from_palette, is_raster_path, write_geotiff
 from ..tiling import MaskWriter, WindowPipeline, WindowPlan, labels_from_probs, run_dense
@@ -46,7 +45,6 @@ def _seg_sample(mask: Optional[np.ndarray], shape: Tuple[int, int], **meta):
     return sample
 
 
-@INFERENCERS.register_module()
 class SegmentationInferencer(BaseRSVHeatInferencer):
     """Semantic segmentation with any rsvheat_mm mmseg config (see
     :class:`~rsvheat_mm.apis.RSVHeatInferencer`)."""

@@ -194,3 +194,6 @@ class WindowPipeline:
                 batch = []
         if batch:
             yield from run()
+        if bar is not None:
+            bar.file.write('\n')  # the bar ends its line itself only in some versions
+            bar.file.flush()

@@ -185,8 +185,8 @@ def read_geo_raster(path: str,
         backend_args (dict, optional): mmengine file backend arguments.
         out_shape (tuple, optional): ``(h, w)`` to read the window at, with
             nearest-neighbour resampling (GDAL uses the file's overviews if
-            it has any): a cheap preview of a large scene. None: full
-            resolution.
+            it has any): a cheap preview of a large scene (``geo`` still
+            describes the full-resolution window). None: full resolution.
 
     Returns:
         tuple: ``img`` ``(h, w, bands)`` in the file's dtype, ``nodata_mask``
@@ -508,6 +508,10 @@ class GeoRasterNodataToIgnore(BaseTransform):
         return f'{self.__class__.__name__}(ignore_index={self.ignore_index})'
 
 
+# The image files of a sample: single image, bi-temporal pair, optical + SAR pair.
+_IMAGE_PATH_KEYS = ('img_path', 'img_path2', 'sar_path')
+
+
 @TRANSFORMS.register_module()
 class CheckFiniteImage(BaseTransform):
     """Refuse an image with NaN/Inf pixels with an error naming its file(s).
@@ -528,7 +532,7 @@ class CheckFiniteImage(BaseTransform):
     Pixels already in ``nodata_mask`` (set by a loader) are allowed.
 
     Required keys: ``img`` (or ``key``). Optional: ``nodata_mask``,
-    ``img_path``, ``img_path2`` (named in the error).
+    ``img_path``, ``img_path2``, ``sar_path`` (named in the error).
 
     Args:
         key (str): Results key of the image. Defaults to ``'img'``.
@@ -547,7 +551,7 @@ class CheckFiniteImage(BaseTransform):
             if nodata is not None and nodata.shape == bad.shape:
                 bad &= ~nodata
             if bad.any():
-                paths = [str(results[k]) for k in ('img_path', 'img_path2') if results.get(k)]
+                paths = [str(results[k]) for k in _IMAGE_PATH_KEYS if results.get(k)]
                 raise nonfinite_error(' + '.join(paths) or '<array>', int(bad.sum()))
         return results
 
