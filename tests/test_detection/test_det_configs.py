@@ -198,6 +198,7 @@ def _split(img_dir, ann_dir, save_dir):
                                          sizes=[128], gaps=[42])
 
 
+@pytest.mark.needs_mmrotate
 def test_dota_oriented_rcnn_full_scene_eval(tmp_path):
     scene_root = tmp_path / 'DOTA'
     make_dota_scene(str(scene_root / 'val'))
@@ -216,6 +217,7 @@ def test_dota_oriented_rcnn_full_scene_eval(tmp_path):
     check_merged_dota_evaluator(runner, cfg.val_evaluator.scene_ann_dir)
 
 
+@pytest.mark.needs_mmrotate
 def test_fair1m_oriented_rcnn_train_eval_and_submission(tmp_path):
     root = tmp_path / 'FAIR1M2.0'
     make_fair1m(str(root), str(tmp_path), splits=('train', 'validation', 'test'))

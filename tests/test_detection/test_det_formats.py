@@ -92,6 +92,7 @@ def test_dota_label_round_trip_on_real_sample(tmp_path):
         fmt.read_dota_txt(str(bad))
 
 
+@pytest.mark.needs_mmrotate  # patch splitting uses mmrotate's img_split.py
 def test_split_and_merge_back_is_lossless(tmp_path):
     scene = make_dota_scene(str(tmp_path / 'dota'))
     img = cv2.imread(scene['img_path'])
@@ -122,6 +123,7 @@ def test_split_and_merge_back_is_lossless(tmp_path):
                                       str(tmp_path / 'split'), sizes=[128], gaps=[42])
 
 
+@pytest.mark.needs_mmrotate
 def test_dota_split_cli_unlabelled(tmp_path):
     make_dota_scene(str(tmp_path / 'dota'))
     out = run_main('tools/dataset_converters/dota_split.py', '--img-dirs',
@@ -207,6 +209,7 @@ def _patch_predictions(split_dir, drop_scene_objects=()):
     return samples
 
 
+@pytest.mark.needs_mmrotate
 def test_merged_dota_metric_scores_full_scenes(tmp_path):
     import mmrotate  # noqa: F401  (registers the metric)
     from mmrotate.datasets import DOTADataset

@@ -8,6 +8,7 @@ step (finite loss, gradients reach the backbone) and one prediction.
 import os.path as osp
 import xml.etree.ElementTree as ET
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
@@ -162,6 +163,7 @@ def _dota_quads():
     return quads
 
 
+@pytest.mark.needs_mmrotate
 def test_mmrotate_oriented_rcnn(tmp_path):
     cfg, model, reg = _build(f"""
 _base_ = ['mmrotate::oriented_rcnn/oriented-rcnn-le90_r50_fpn_1x_dota.py']

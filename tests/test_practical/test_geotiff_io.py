@@ -114,7 +114,9 @@ def test_pair_loader(loveda_geotiff, geo_dir):
         LoadGeoRasterPair()(dict(img_path=path_a, img_path2=shifted))
 
 
-def test_loader_in_each_toolbox_pipeline():
+@pytest.mark.parametrize('scope', ['mmpretrain', 'mmseg', 'mmdet', pytest.param(
+    'mmrotate', marks=pytest.mark.needs_mmrotate)])
+def test_loader_in_each_toolbox_pipeline(scope):
     """The raster loader feeds the stock resize/pack transforms of all toolboxes."""
     from mmcv.transforms import Compose
     from mmengine.registry import init_default_scope
@@ -132,16 +134,15 @@ def test_loader_in_each_toolbox_pipeline():
                           meta_keys=('img_path', 'ori_shape', 'img_shape', 'scale_factor'))],
     }
     import importlib
-    for scope, pipeline in pipelines.items():
-        importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
-        init_default_scope(scope)
-        packed = Compose(pipeline)(dict(img_path=MULTISPECTRAL))
-        assert packed['inputs'].shape[0] == 5, scope
-        assert packed['inputs'].dtype == torch.float32, scope
-        # ResizeEdge scales the short edge, the keep-ratio Resizes fit into 64 x 64
-        edge = min if scope == 'mmpretrain' else max
-        assert edge(packed['inputs'].shape[1:]) == 64, scope
-        assert packed['data_samples'].ori_shape == (200, 150), scope
+    importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
+    init_default_scope(scope)
+    packed = Compose(pipelines[scope])(dict(img_path=MULTISPECTRAL))
+    assert packed['inputs'].shape[0] == 5
+    assert packed['inputs'].dtype == torch.float32
+    # ResizeEdge scales the short edge, the keep-ratio Resizes fit into 64 x 64
+    edge = min if scope == 'mmpretrain' else max
+    assert edge(packed['inputs'].shape[1:]) == 64
+    assert packed['data_samples'].ori_shape == (200, 150)
 
 
 def test_geotiff_writer_is_atomic_and_keeps_georef(tmp_path):
@@ -166,6 +167,7 @@ def test_geotiff_writer_is_atomic_and_keeps_georef(tmp_path):
     assert read_georef(out)['width'] == 270
 
 
+@pytest.mark.needs_mmrotate
 def test_box_corners_match_mmrotate():
     from mmrotate.structures.bbox import rbox2qbox
     rboxes = torch.tensor([[50., 40., 30., 10., 0.3], [10., 20., 8., 16., -1.2]])

@@ -38,12 +38,17 @@ def _raster(path):
         return src.read(1), src.crs, tuple(src.transform)[:6], src.nodata
 
 
-def test_task_of_config():
+@pytest.mark.parametrize('path, task', [
+    (CLS_DEMO, 'classification'), (SEG_DEMO, 'segmentation'), (DET_DEMO, 'detection'),
+    pytest.param(ROT_DEMO, 'rotated_detection', marks=pytest.mark.needs_mmrotate),
+    (CD_DEMO, 'change_detection')])
+def test_task_of_config(path, task):
     from mmengine.config import Config
-    tasks = {CLS_DEMO: 'classification', SEG_DEMO: 'segmentation', DET_DEMO: 'detection',
-             ROT_DEMO: 'rotated_detection', CD_DEMO: 'change_detection'}
-    for path, task in tasks.items():
-        assert task_of_config(Config.fromfile(path)) == task
+    assert task_of_config(Config.fromfile(path)) == task
+
+
+def test_task_of_pretraining_config_is_refused():
+    from mmengine.config import Config
     pretrain = osp.join(ROOT, 'configs', 'demo',
                         'rsvheat-pretrain_rsvheat-demo_1xb4-40iter_scenes-sarstandin-64px.py')
     with pytest.raises(ValueError, match='makes no predictions'):

@@ -62,7 +62,13 @@ def test_every_config_listed_once():
         assert model['Name'] == osp.splitext(osp.basename(model['Config']))[0]
 
 
-@pytest.mark.parametrize('entry', _index(), ids=lambda e: e[1]['Name'])
+def _param(entry):
+    tasks = {r['Task'] for r in entry[1].get('Results') or []}
+    marks = [pytest.mark.needs_mmrotate] if 'Oriented Object Detection' in tasks else []
+    return pytest.param(entry, marks=marks, id=entry[1]['Name'])
+
+
+@pytest.mark.parametrize('entry', [_param(e) for e in _index()])
 def test_entry_matches_config(entry):
     _, model = entry
     cfg = Config.fromfile(osp.join(ROOT, model['Config']))
