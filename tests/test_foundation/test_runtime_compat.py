@@ -24,7 +24,8 @@ PATCH_NAMES = ['root_registry', 'toolbox_import_hook', 'collections_alias', 'saf
 # Prints what the patches change, as JSON, after `import rsvheat_mm`.
 FINGERPRINT = textwrap.dedent("""
     import collections, json, sys, warnings
-    before_aliases = sorted(n for n in ('Sequence', 'Mapping', 'Iterable') if hasattr(collections, n))
+    ALIASES = ('Sequence', 'Mapping', 'Iterable')
+    before_aliases = sorted(n for n in ALIASES if hasattr(collections, n))
     import rsvheat_mm
     from rsvheat_mm import runtime_compat
     from mmengine.config.utils import MODULE2PACKAGE
@@ -38,7 +39,7 @@ FINGERPRINT = textwrap.dedent("""
         hook=any(type(f).__name__ == '_ToolboxImportHook' for f in sys.meta_path),
         toolboxes=sorted(t for t in ('mmpretrain', 'mmseg', 'mmdet', 'mmrotate')
                          if sys.modules.get(t) is not None),
-        aliases=sorted(n for n in ('Sequence', 'Mapping', 'Iterable') if hasattr(collections, n)),
+        aliases=sorted(n for n in ALIASES if hasattr(collections, n)),
         before_aliases=before_aliases,
         module2package=MODULE2PACKAGE,
         pkg_filter=any(f[1] is not None and 'pkg_resources' in f[1].pattern
@@ -84,7 +85,8 @@ def test_default_applies_only_what_this_stack_needs(default_fp):
     assert st['root_registry'] == 'applied' and default_fp['root_has_rsvheat']
     assert st['atomic_writes'] == 'applied' and default_fp['backend'] == 'AtomicLocalBackend'
     # torch >= 2.6 in every tested stack
-    assert st['safe_checkpoint'] == 'applied' and default_fp['loader'] == 'rsvheat_mm.runtime_compat'
+    assert st['safe_checkpoint'] == 'applied'
+    assert default_fp['loader'] == 'rsvheat_mm.runtime_compat'
     # import rsvheat_mm imports no toolbox; the hook waits for them
     assert default_fp['toolboxes'] == []
     assert st['toolbox_import_hook'] == 'applied' and default_fp['hook']
@@ -175,8 +177,8 @@ def test_collections_names_scan(tmp_path, monkeypatch):
         'from collections import (Sequence,\n    Mapping as M)\nimport collections\n'
         'x = collections.Iterable\ny = collections.abc.Sized\n# from collections import Set\n')
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert runtime_compat.collections_names_used_by('fakerot') == ['Iterable', 'Mapping',
-                                                                    'Sequence']
+    used = runtime_compat.collections_names_used_by('fakerot')
+    assert used == ['Iterable', 'Mapping', 'Sequence']
     assert runtime_compat.collections_names_used_by('no_such_package_here') == []
 
 
