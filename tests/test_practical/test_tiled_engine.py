@@ -76,9 +76,9 @@ def test_blender_equals_whole_scene_accumulation(blend, shape, tile, overlap):
     covered = np.zeros((h, w), np.int64)
     th, tw = plan.tile
     shared = max(row.y1 - row.final_y for row in plan.rows)  # rows shared by two rows of windows
-    # float32 sums of 3 classes + weights: one window and two strips (the rows shared
-    # with the previous and with the next row of windows) of the scene's width
-    bound = 4 * 4 * (min(th, h) * min(tw, w) + 2 * shared * w)
+    # float32 sums of 3 classes + weights: one window and one strip of the scene's
+    # width (the rows shared by two rows of windows)
+    bound = 4 * 4 * (min(th, h) * min(tw, w) + shared * w)
     for win in plan:
         patch = blender.add(win, probs[win], nodata[win])
         ph, pw = patch.probs.shape[1:]
@@ -86,8 +86,7 @@ def test_blender_equals_whole_scene_accumulation(blend, shape, tile, overlap):
         nd_out[patch.y0:patch.y0 + ph, patch.x0:patch.x0 + pw] = patch.nodata
         covered[patch.y0:patch.y0 + ph, patch.x0:patch.x0 + pw] += 1
         # what the blender holds: one window and a strip of overlap x width, not the scene
-        held = sum(a.nbytes for a in (blender._acc, blender._wsum)) + sum(
-            a.nbytes for part in (blender._carry, blender._next_carry) if part for a in part[:2])
+        held = sum(a.nbytes for a in (blender._acc, blender._wsum) + blender._shared[:2])
         assert held <= bound
     assert blender.finished and (covered == 1).all()
     np.testing.assert_allclose(out, reference, atol=2e-6)

@@ -5,7 +5,7 @@ each window's class probabilities are weighted (:func:`blend_weights`) and
 overlapping windows are averaged. :class:`DenseBlender` takes the windows in
 plan order and hands back every part of the scene as soon as no later window
 covers it (see ``plan.py``). It holds one window of weighted sums plus the
-rows shared with the next row of windows -- ``(C + 1) x (tile_h x tile_w +
+rows shared by two rows of windows -- ``(C + 1) x (tile_h x tile_w +
 overlap_h x width)`` floats -- never a scene-sized array.
 """
 from typing import Dict, NamedTuple, Optional, Tuple
@@ -68,9 +68,11 @@ class DenseBlender:
         # Sums of the current window's columns: probabilities x weight, weight, nodata.
         self._acc = self._wsum = self._nd = None
         self._x0 = 0
-        # Rows shared with the previous row of windows, over the whole width.
-        self._carry: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None
-        self._next_carry = None
+        # Sums of the rows shared by two rows of windows, over the whole width: the
+        # first `_carry_rows` rows come from the previous row of windows. One buffer
+        # serves both rows: a column block is read before it is overwritten.
+        self._shared: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+        self._carry_rows = 0
 
     def _weight(self, h: int, w: int) -> np.ndarray:
         if (h, w) not in self._weights:
@@ -95,15 +97,15 @@ class DenseBlender:
         first, last = self._k == 0, self._k == len(row.windows) - 1
         c = probs.shape[0]
         done = row.final_y - y0  # rows of this band that are final after this row
+        if self._shared is None:
+            rows = max(r.y1 - r.final_y for r in self.plan.rows)
+            width = self.plan.width
+            self._shared = (np.zeros((c, rows, width), np.float32),
+                            np.zeros((rows, width), np.float32), np.zeros((rows, width), bool))
         if first:
             self._acc = np.zeros((c, h, w), np.float32)
             self._wsum = np.zeros((h, w), np.float32)
             self._nd = np.zeros((h, w), bool)
-            if h > done:
-                width = self.plan.width
-                self._next_carry = (np.zeros((c, h - done, width), np.float32),
-                                    np.zeros((h - done, width), np.float32),
-                                    np.zeros((h - done, width), bool))
         else:
             # keep the columns shared with the previous window, shifted to the left
             keep = self._x0 + self._acc.shape[2] - x0
@@ -122,22 +124,20 @@ class DenseBlender:
         nx = x1 if last else row.windows[self._k + 1][0]
         n = nx - x0
         acc, wsum, nd = self._acc[:, :, :n], self._wsum[:, :n], self._nd[:, :n]
-        if self._carry is not None:
-            c_acc, c_w, c_nd = self._carry
-            k = c_acc.shape[1]
+        s_acc, s_w, s_nd = self._shared
+        k = self._carry_rows
+        if k:  # what the previous row of windows left for these rows
             acc, wsum, nd = acc.copy(), wsum.copy(), nd.copy()
-            acc[:, :k] += c_acc[:, :, x0:nx]
-            wsum[:k] += c_w[:, x0:nx]
-            nd[:k] |= c_nd[:, x0:nx]
-        if h > done:
-            n_acc, n_w, n_nd = self._next_carry
-            n_acc[:, :, x0:nx] = acc[:, done:]
-            n_w[:, x0:nx] = wsum[done:]
-            n_nd[:, x0:nx] = nd[done:]
+            acc[:, :k] += s_acc[:, :k, x0:nx]
+            wsum[:k] += s_w[:k, x0:nx]
+            nd[:k] |= s_nd[:k, x0:nx]
+        # what this row leaves for the next one
+        s_acc[:, :h - done, x0:nx] = acc[:, done:]
+        s_w[:h - done, x0:nx] = wsum[done:]
+        s_nd[:h - done, x0:nx] = nd[done:]
         patch = BlendedPatch(y0, x0, acc[:, :done] / wsum[None, :done], nd[:done].copy())
         if last:
-            self._carry = self._next_carry if h > done else None
-            self._next_carry = None
+            self._carry_rows = h - done
             self._row, self._k = self._row + 1, 0
         else:
             self._k += 1
