@@ -260,7 +260,10 @@ def test_check_finite_image_after_the_toolbox_loaders(float_nan_geotiff, tmp_pat
     _, arr = float_nan_geotiff
     rgb = np.ascontiguousarray(arr[..., :3])
     bad, good = str(tmp_path / 'bad.tif'), str(tmp_path / 'good.tif')
-    assert cv2.imwrite(bad, rgb) and cv2.imwrite(good, np.nan_to_num(rgb))
+    # uncompressed: OpenCV 4.x (the OneDL stack's) writes float TIFFs as lossy
+    # SGILOG by default, which turns NaN into numbers
+    raw = [cv2.IMWRITE_TIFF_COMPRESSION, 1]
+    assert cv2.imwrite(bad, rgb, raw) and cv2.imwrite(good, np.nan_to_num(rgb), raw)
     with DefaultScope.overwrite_default_scope('mmseg'):
         import mmseg.utils
         mmseg.utils.register_all_modules(init_default_scope=False)
