@@ -255,3 +255,31 @@ def test_flop_counter_counts_the_fused_training_step():
     extra += fused.transform_flops((64, 96), mode='train') - \
         plain.transform_flops((64, 96), mode='train')
     assert train_flops(fused) - train_flops(plain) == extra
+
+
+def test_bf16_autocast_inference_keeps_an_fp32_residual_stream():
+    """Under CPU bf16 autocast the branches run in bf16 and join the fp32
+    residual stream as autograd's path has them (residual_add promotes the
+    operands instead of running a slow mixed-dtype kernel); the lean path
+    agrees with the module-call path and stays close to fp32."""
+    from rsvheat_mm.models.layers.block_autograd import residual_add
+    x, y, g = torch.randn(2, 5, 7, 8), torch.randn(2, 5, 7, 8).bfloat16(), torch.rand(8)
+    out = residual_add(x, y, g)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.addcmul(x, y, g))
+    assert residual_add(y, y.clone(), None).dtype == torch.bfloat16
+
+    model = _model(cache_mb=0)
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            lean = model(x)
+            handle = model.stages[0].blocks[0].register_forward_hook(lambda *a: None)
+            try:
+                observed = model(x)
+            finally:
+                handle.remove()
+    for r, a, b in zip(ref, lean, observed):
+        torch.testing.assert_close(a.float(), b.float(), atol=1e-2, rtol=1e-2)
+        assert (a.float() - r).norm() / r.norm() < 3e-2

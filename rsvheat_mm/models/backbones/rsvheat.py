@@ -23,7 +23,7 @@ from torch._subclasses.fake_tensor import is_fake
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from rsvheat_mm.registry import MODELS
-from ..layers.block_autograd import BlockConfig, fused_block
+from ..layers.block_autograd import BlockConfig, fused_block, residual_add
 from ..layers.embedding import INTERP_MODES, GridRows, resize_embedding
 from ..layers.fused_ops import capturing_graph, linear
 from ..layers.hco_layer import (HeatConduction2d, band_rows, cacheable, hooks_registered,
@@ -198,7 +198,7 @@ class RSVHeatBlock(BaseModule):
     def _residual(self, x: Tensor, y: Tensor, gamma: Optional[Tensor]) -> Tensor:
         """``x + DropPath(gamma * y)``; one fused pass when DropPath is off."""
         if isinstance(self.drop_path, nn.Identity) or not self.training:
-            return x + y if gamma is None else torch.addcmul(x, y, gamma)
+            return residual_add(x, y, gamma)
         y = y if gamma is None else y * gamma
         return x + self.drop_path(y)
 
@@ -236,7 +236,7 @@ class RSVHeatBlock(BaseModule):
 
     @staticmethod
     def _residual_into(x: Tensor, y: Tensor, gamma: Optional[Tensor]) -> Tensor:
-        return torch.add(x, y, out=y) if gamma is None else torch.addcmul(x, y, gamma, out=y)
+        return residual_add(x, y, gamma, inplace=True)
 
     def forward_fused(self, x: Tensor, k_pre: Tensor, k_pad: Optional[Tensor],
                       sce: Optional[Tensor], interp: str) -> Tensor:
@@ -720,7 +720,8 @@ class RSVHeat(BaseModule):
         return sizes
 
     def transform_flops(self, img_size: Tuple[int, int], batch: int = 1,
-                        mode: str = 'infer', device='cpu') -> int:
+                        mode: str = 'infer', device='cpu',
+                        dtype: torch.dtype = torch.float32) -> int:
         """FLOPs of the heat conduction's DCTs in one step, as the blocks run
         them: per transform and axis of length ``L`` on a ``(B, H, W, C)`` map,
         ``2*B*H*W*C*L`` on axes done as GEMMs and ``2.5*B*H*W*C*log2(L)`` on
@@ -733,12 +734,14 @@ class RSVHeat(BaseModule):
         ``v``, ``DCT(dL/dv)`` and the IDCT of the input gradient), 7 with
         ``with_cp=True``; with plain autograd: 4 (backward of a transform is
         its adjoint), plus a recomputed forward for pocketfft axes under
-        ``with_cp='selective'`` (it keeps GEMM outputs only).
+        ``with_cp='selective'`` (it keeps GEMM outputs only). ``dtype`` is
+        the DCT input's (e.g. ``torch.bfloat16`` under CPU autocast, where
+        pocketfft, fp32-only, gives way to GEMMs).
         """
         from ..layers.heat_conduction import axis_impl
         if mode not in ('infer', 'train'):
             raise ValueError(f"mode must be 'infer' or 'train', got {mode!r}")
-        probe = torch.empty(0, device=device)
+        probe = torch.empty(0, device=device, dtype=dtype)
         total = 0.
         for (h, w), stage, dims in zip(self.feature_sizes(img_size), self.stages, self.dims):
             for block in stage.blocks:

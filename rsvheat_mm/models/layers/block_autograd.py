@@ -41,7 +41,7 @@ from torch import Tensor
 
 from .heat_conduction import dct2d, idct2d
 
-__all__ = ['fused_block', 'BlockConfig']
+__all__ = ['fused_block', 'BlockConfig', 'residual_add']
 
 aten = torch.ops.aten
 
@@ -94,6 +94,29 @@ def _dwconv(x, w, b):
     return y.permute(0, 2, 3, 1)
 
 
+def residual_add(x: Tensor, y: Tensor, scale: Optional[Tensor] = None,
+                 inplace: bool = False) -> Tensor:
+    """``x + scale * y`` in the promoted dtype of the three (under autocast:
+    a bf16/fp16 branch output joins the fp32 residual stream, as autograd's
+    path gives). The operands are brought to that dtype first, so the add
+    runs as one vectorised same-dtype kernel (mixed-dtype element-wise
+    kernels are several times slower on CPU). ``inplace``: ``y`` is a
+    temporary that may receive the result."""
+    dtype = torch.result_type(x, y)
+    if scale is not None:
+        dtype = torch.promote_types(dtype, scale.dtype)
+    if y.dtype != dtype:
+        y = y.to(dtype)
+        inplace = inplace or not torch.is_grad_enabled()  # (out= has no autograd)
+    if x.dtype != dtype:
+        x = x.to(dtype)
+    if scale is not None and scale.dtype != dtype:
+        scale = scale.to(dtype)
+    if scale is None:
+        return torch.add(x, y, out=y) if inplace else x + y
+    return torch.addcmul(x, y, scale, out=y) if inplace else torch.addcmul(x, y, scale)
+
+
 def _scale(mask: Optional[Tensor], gamma: Optional[Tensor]):
     """The factor of a residual branch: drop-path mask x layer scale."""
     if mask is None:
@@ -134,7 +157,7 @@ class _FusedBlock(torch.autograd.Function):
         del nv
         y1 = _ln(o, w['b1_w'], w['b1_b'], cfg.eps['b1'])[0] if post else o
         s1 = _scale(mask1, w['gamma1'])
-        x1 = x + y1 if s1 is None else torch.addcmul(x, y1, s1)
+        x1 = residual_add(x, y1, s1)
         del y1
         # -- MLP branch
         p2 = x1 if post else _ln(x1, w['b2_w'], w['b2_b'], cfg.eps['b2'])[0]
@@ -144,7 +167,7 @@ class _FusedBlock(torch.autograd.Function):
         del h
         y2 = _ln(m, w['b2_w'], w['b2_b'], cfg.eps['b2'])[0] if post else m
         s2 = _scale(mask2, w['gamma2'])
-        x2 = x1 + y2 if s2 is None else torch.addcmul(x1, y2, s2)
+        x2 = residual_add(x1, y2, s2)
         ctx.cfg = cfg
         ctx.save_for_backward(x, sce, k_pre, k_pad, mask1, mask2, z, spec, o,
                               m if post else None, *weights)
@@ -169,7 +192,7 @@ class _FusedBlock(torch.autograd.Function):
         # -- MLP branch: x2 = x1 + s2 * y2
         y1, mean1, rstd1 = _ln(o, w['b1_w'], w['b1_b'], cfg.eps['b1']) if post else (o, None,
                                                                                        None)
-        x1 = x + y1 if s1 is None else torch.addcmul(x, y1, s1)
+        x1 = residual_add(x, y1, s1)
         if post:
             y2, mean2, rstd2 = _ln(m, w['b2_w'], w['b2_b'], cfg.eps['b2'])
         else:

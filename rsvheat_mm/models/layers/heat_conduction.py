@@ -327,7 +327,7 @@ def transform_(x: Tensor, channels_last: bool = True, impl: str = 'auto',
     is active: those get the registered op."""
     axes = _spatial_axes(x, channels_last)
     if (not torch.is_grad_enabled() and not x.requires_grad and x.is_contiguous()
-            and not dispatch_mode_active()
+            and x.dtype in (torch.float32, torch.float64) and not dispatch_mode_active()
             and all(axis_impl(x.shape[a], x, impl) == 'scipy' for a in axes)):
         arr = x.numpy()
         out = scipy.fft.dctn(arr, type=3 if inverse else 2, axes=axes, norm='ortho',
