@@ -117,6 +117,13 @@ class BackboneExportWrapper(nn.Module):
         return tuple(self.backbone(x, modality=self.modality))
 
 
+def _channel_conversion(pre) -> bool:
+    """Whether a data preprocessor swaps RGB/BGR: mmseg 1.2 calls the flag
+    ``channel_conversion``, mmengine's ``ImgDataPreprocessor`` (and OneDL's
+    mmseg built on it) ``_channel_conversion``."""
+    return bool(getattr(pre, 'channel_conversion', getattr(pre, '_channel_conversion', False)))
+
+
 class SegmentorExportWrapper(nn.Module):
     """An mmseg segmentor as ``image -> (logits, mask)``.
 
@@ -134,7 +141,7 @@ class SegmentorExportWrapper(nn.Module):
         super().__init__()
         self.segmentor = segmentor
         pre = segmentor.data_preprocessor
-        self.swap_channels = bool(with_preprocess and getattr(pre, 'channel_conversion', False))
+        self.swap_channels = bool(with_preprocess and _channel_conversion(pre))
         mean = getattr(pre, 'mean', None) if with_preprocess and \
             getattr(pre, '_enable_normalize', False) else None
         self.register_buffer('mean', None if mean is None else mean.detach().clone().float(),
@@ -327,7 +334,7 @@ class _ReferenceSegmentor(nn.Module):
     def forward(self, img):
         pre = self.segmentor.data_preprocessor
         x = img.float()
-        if getattr(pre, 'channel_conversion', False) and x.shape[1] == 3:
+        if _channel_conversion(pre) and x.shape[1] == 3:
             x = x[:, [2, 1, 0]]
         if getattr(pre, '_enable_normalize', False):
             x = (x - pre.mean) / pre.std

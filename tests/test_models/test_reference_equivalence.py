@@ -42,8 +42,8 @@ def _check(outs, ref):
 @pytest.mark.parametrize('size', [(64, 64), (72, 104)])
 @pytest.mark.parametrize('variant', ['rsvheat', 'vheat'])
 def test_backbone_equals_reference(size, variant):
-    kw = {} if variant == 'rsvheat' else dict(use_sce=False, norm_position='pre',
-                                               layer_scale_init_value=None)
+    kw = {} if variant == 'rsvheat' else dict(
+        use_sce=False, norm_position='pre', layer_scale_init_value=None)
     model = _model(**kw)
     x = torch.randn(2, 3, *size)
     ref = reference_forward(model, x)

@@ -2,7 +2,7 @@
 consistent with the config itself; MANIFEST.in packs configs, tools and the index."""
 import fnmatch
 import glob
-import os
+import subprocess
 import os.path as osp
 import re
 
@@ -122,11 +122,12 @@ def test_manifest_ships_configs_tools_and_index():
                 return True
         return False
 
-    files = ['model-index.yml']
-    for top in ('configs', 'tools'):
-        for d, _, names in os.walk(osp.join(ROOT, top)):
-            files += [osp.relpath(osp.join(d, n), ROOT) for n in names
-                      if not n.endswith('.pyc')]
+    # the repository's files (not what .gitignore keeps out, e.g. the wheels
+    # tools/analysis/gpu_check.sh --fetch-wheels downloads)
+    listed = subprocess.run(['git', 'ls-files', '--cached', '--others', '--exclude-standard',
+                             'configs', 'tools'], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.split()
+    files = ['model-index.yml'] + [f for f in listed if osp.exists(osp.join(ROOT, f))]
     unshipped = [f for f in files if not shipped(f)]
     assert not unshipped, f'MANIFEST.in does not ship {unshipped}'
     # the mim layout the package serves (rsvheat_mm/.mim/...) is covered as well

@@ -374,8 +374,8 @@ class RSVHeatStage(BaseModule):
             sce = self.resized_sce(size, owner[-1].dtype, self.cache) \
                 if self.sce is not None else None
         else:
-            sce = None if self.sce is None else GridRows(
-                self.sce, size, 'bilinear' if self.embed_interp == 'zero_pad' else self.embed_interp)
+            mode = 'bilinear' if self.embed_interp == 'zero_pad' else self.embed_interp
+            sce = None if self.sce is None else GridRows(self.sce, size, mode)
         for block in self.blocks:
             if reuse:
                 decay = block.op.decay(fve, size, self.embed_interp, self.cache)

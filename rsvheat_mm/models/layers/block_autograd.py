@@ -81,6 +81,14 @@ def _ln_bwd(g, x, mean, rstd, w, b):
                                                b, [True, w is not None, b is not None])
 
 
+def _ln_grads(grads: dict, name: str, w: dict, g, x, mean, rstd):
+    """LayerNorm ``name``'s backward: stores its weight/bias gradients in
+    ``grads`` and returns the input gradient."""
+    gx, gw, gb = _ln_bwd(g, x, mean, rstd, w[f'{name}_w'], w[f'{name}_b'])
+    grads[f'{name}_w'], grads[f'{name}_b'] = gw, gb
+    return gx
+
+
 def _flat(t: Tensor) -> Tensor:
     return t.reshape(-1, t.shape[-1])
 
@@ -190,8 +198,10 @@ class _FusedBlock(torch.autograd.Function):
         s1, s2 = _scale(mask1, w['gamma1']), _scale(mask2, w['gamma2'])
 
         # -- MLP branch: x2 = x1 + s2 * y2
-        y1, mean1, rstd1 = _ln(o, w['b1_w'], w['b1_b'], cfg.eps['b1']) if post else (o, None,
-                                                                                       None)
+        if post:
+            y1, mean1, rstd1 = _ln(o, w['b1_w'], w['b1_b'], cfg.eps['b1'])
+        else:
+            y1 = o
         x1 = residual_add(x, y1, s1)
         if post:
             y2, mean2, rstd2 = _ln(m, w['b2_w'], w['b2_b'], cfg.eps['b2'])
@@ -202,8 +212,7 @@ class _FusedBlock(torch.autograd.Function):
                 grads['gamma2'] = _sum_to(g2 * (y2 if mask2 is None else y2 * mask2),
                                           w['gamma2'])
             g_y2 = g2 if s2 is None else g2 * s2
-            g_m, grads['b2_w'], grads['b2_b'] = _ln_bwd(g_y2, m, mean2, rstd2, w['b2_w'],
-                                                       w['b2_b'])
+            g_m = _ln_grads(grads, 'b2', w, g_y2, m, mean2, rstd2)
             del g_y2, y2
             p2 = x1
         else:
@@ -228,8 +237,7 @@ class _FusedBlock(torch.autograd.Function):
         if post:
             g_x1 = g2 + g_p2
         else:
-            g_x1, grads['b2_w'], grads['b2_b'] = _ln_bwd(g_p2, x1, mean2, rstd2, w['b2_w'],
-                                                        w['b2_b'])
+            g_x1 = _ln_grads(grads, 'b2', w, g_p2, x1, mean2, rstd2)
             g_x1 = g_x1 + g2
         del g_p2, p2, x1
 
@@ -239,8 +247,7 @@ class _FusedBlock(torch.autograd.Function):
                                       w['gamma1'])
         g_y1 = g_x1 if s1 is None else g_x1 * s1
         if post:
-            g_o, grads['b1_w'], grads['b1_b'] = _ln_bwd(g_y1, o, mean1, rstd1, w['b1_w'],
-                                                       w['b1_b'])
+            g_o = _ln_grads(grads, 'b1', w, g_y1, o, mean1, rstd1)
         else:
             g_o = g_y1
         del g_y1, y1
@@ -262,8 +269,7 @@ class _FusedBlock(torch.autograd.Function):
         g_z = aten.silu_backward(g_q * nv, z)
         g_nv = g_q * sz
         del g_q, nv, sz
-        g_v, grads['on_w'], grads['on_b'] = _ln_bwd(g_nv, v, mean_on, rstd_on, w['on_w'],
-                                                   w['on_b'])
+        g_v = _ln_grads(grads, 'on', w, g_nv, v, mean_on, rstd_on)
         del g_nv, v
         # heat conduction: v = IDCT(DCT(u) * decay)
         G = dct2d(g_v, True, cfg.dct_impl)
@@ -306,8 +312,7 @@ class _FusedBlock(torch.autograd.Function):
         del g_t, n1
         g_sce = None
         if cfg.use_sce:
-            g_r, grads['op1_w'], grads['op1_b'] = _ln_bwd(g_n1, r, mean_r, rstd_r, w['op1_w'],
-                                                         w['op1_b'])
+            g_r = _ln_grads(grads, 'op1', w, g_n1, r, mean_r, rstd_r)
             g_p = aten.threshold_backward(g_r, r, 0)
             del g_r, r
             if sce is not None and sce.requires_grad:
@@ -318,8 +323,7 @@ class _FusedBlock(torch.autograd.Function):
         if post:
             g_x = g_x1 + g_p
         else:
-            g_x, grads['b1_w'], grads['b1_b'] = _ln_bwd(g_p, x, mean_p, rstd_p, w['b1_w'],
-                                                       w['b1_b'])
+            g_x = _ln_grads(grads, 'b1', w, g_p, x, mean_p, rstd_p)
             g_x = g_x + g_x1
         out: List[Optional[Tensor]] = [None, g_x, g_sce, g_kpre, g_kpad, None, None]
         for name, weight in zip(WEIGHTS, weights):
