@@ -108,14 +108,14 @@ def test_vheat_classification_checkpoint_and_grid_resize(tmp_path):
     torch.save({'model': to_official(src, {'optical': 'patch_embed'}),
                 'model_ema': {}}, path)
     # same grid: identical outputs
-    dst = RSVHeat(TINY, pretrain_img_size=64, init_cfg=dict(type='Pretrained', checkpoint=str(path)),
-                  **vheat)
+    dst = RSVHeat(TINY, pretrain_img_size=64,
+                  init_cfg=dict(type='Pretrained', checkpoint=str(path)), **vheat)
     dst.init_weights()
     x = torch.randn(1, 3, 64, 64)
     assert_same(outputs(dst.eval(), x), outputs(src, x))
     # another pretrain_img_size: FVE resized bilinearly to the new grid
-    big = RSVHeat(TINY, pretrain_img_size=128, init_cfg=dict(type='Pretrained', checkpoint=str(path)),
-                  **vheat)
+    big = RSVHeat(TINY, pretrain_img_size=128,
+                  init_cfg=dict(type='Pretrained', checkpoint=str(path)), **vheat)
     big.init_weights()
     assert big.stages[0].fve.shape == (32, 32, 16)
     ref = torch.nn.functional.interpolate(src.stages[0].fve.permute(2, 0, 1)[None], size=(32, 32),
