@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rsvheat_mm.models.backbones import RSVHeat
-from rsvheat_mm.models.backbones.rsvheat import RSVHeatMlp
+from rsvheat_mm.models.layers import RSVHeatMlp
 from tests.test_models.reference_rsvheat import reference_forward
 
 

@@ -223,7 +223,7 @@ def test_bad_arguments_name_the_field():
 
 
 def test_chunked_inference_mlp_equals_full(monkeypatch):
-    from rsvheat_mm.models.backbones.rsvheat import RSVHeatMlp
+    from rsvheat_mm.models.layers import RSVHeatMlp
     model = build().eval()
     x = torch.randn(1, 3, 96, 80)
     with torch.enable_grad():  # grad mode runs the MLP in one piece
