@@ -16,6 +16,7 @@ import torch
 from rsvheat_mm.utils.fileio import atomic_write
 from ..geo_io import NODATA_CLASS, colormap_from_palette, is_raster_path, write_geotiff
 from ..tiling import MaskWriter, WindowPipeline, WindowPlan, labels_from_probs, run_dense
+from ..tiling.writer import count_values
 from .base import BaseRSVHeatInferencer
 
 __all__ = ['SegmentationInferencer', 'inference_segmentor_tiled', 'dense_decision']
@@ -95,7 +96,7 @@ class SegmentationInferencer(BaseRSVHeatInferencer):
         record = super().pred_to_dict(pred, info, score_thr)
         if 'pred_sem_seg' in pred:
             mask = pred.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8, copy=False)
-            counts = np.bincount(mask.ravel(), minlength=256)
+            counts = count_values(mask)
         else:  # a tiled scene written to a file, not kept in memory
             mask, counts = None, info['class_counts']
         classes = self.dataset_meta.get('classes')

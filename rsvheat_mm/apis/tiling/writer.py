@@ -24,7 +24,17 @@ from rsvheat_mm.utils.fileio import atomic_write
 from ..geo_io import NODATA_CLASS, GeoTIFFStripWriter
 from .reader import nearest_indices
 
-__all__ = ['MaskWriter', 'is_geotiff_path']
+__all__ = ['MaskWriter', 'is_geotiff_path', 'count_values']
+
+
+def count_values(mask: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """``(256, )`` pixels per value of a uint8 map, counted ``chunk`` pixels at a
+    time (``np.bincount`` converts its input to int64: 8 bytes per pixel at once)."""
+    flat = mask.reshape(-1)
+    counts = np.zeros(256, np.int64)
+    for start in range(0, flat.size, chunk):
+        counts += np.bincount(flat[start:start + chunk], minlength=256)
+    return counts
 
 
 def is_geotiff_path(path: Optional[str]) -> bool:
@@ -107,7 +117,7 @@ class MaskWriter:
             self._geotiff.write(strip, y0)
         if self.mask is not None:
             self.mask[y0:y1] = strip
-        self.counts += np.bincount(strip.ravel(), minlength=256)
+        self.counts += count_values(strip)
         if self.preview is not None:
             sel = (self._prev_rows >= y0) & (self._prev_rows < y1)
             if sel.any():
