@@ -42,3 +42,13 @@ def test_rotated_tests_skip_with_the_reason_and_the_rest_pass():
     # mmpretrain, mmseg, mmdet pass; the mmrotate scope and mmrotate import skip
     assert '3 passed, 2 skipped' in out, out
     assert out.count(MMROTATE_SKIP_REASON[:60]) == 2, out
+
+
+def test_demo_skips_the_rotated_stage(tmp_path):
+    """make demo on a stack without mmrotate: the rotated stage is reported as
+    skipped (in the summary too) instead of failing the whole job."""
+    rc, out = _run(['tools/demo.py', '--stages', 'rotated', '--work-dir', str(tmp_path)])
+    assert rc == 0, out
+    assert 'skipped: mmrotate is not installed' in out, out
+    assert '| rotated |' in (tmp_path / 'summary.md').read_text()
+    assert 'skipped no mmrotate' in (tmp_path / 'summary.md').read_text()
