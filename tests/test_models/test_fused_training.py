@@ -71,6 +71,23 @@ def test_fused_with_pocketfft_axes_and_checkpointing():
     _compare(cp, plain, torch.randn(1, 3, 40, 48))
 
 
+@pytest.mark.parametrize('kw', [dict(), dict(norm_position='pre', drop_path_rate=0.5)],
+                         ids=['post-norm', 'pre-norm-drop-path'])
+def test_fused_mlp_in_bands_of_rows(kw, monkeypatch):
+    """The MLP's hidden made in bands of rows (forward and backward; weight and
+    layer-scale gradients summed over bands, drop-path masks per row) equals
+    autograd's whole-map MLP; bands that do not divide the map included."""
+    from rsvheat_mm.models.layers import block_autograd
+    calls = []
+    rows = block_autograd._mlp_rows
+    monkeypatch.setattr(block_autograd, 'MLP_CHUNK_BYTES', 64 * 7 * 4)  # 7 rows of 4C=64
+    monkeypatch.setattr(block_autograd, '_mlp_rows',
+                        lambda x, hidden: calls.append(rows(x, hidden)) or calls[-1])
+    fused, plain = _pair(**kw)
+    _compare(fused, plain, torch.randn(4, 3, 40, 48))
+    assert calls and calls[0] == 7  # stage 1 (4C = 64) in bands of 7 rows
+
+
 def test_fused_drop_path_draws_the_same_masks():
     fused, plain = _pair(drop_path_rate=0.5)
     _compare(fused, plain, torch.randn(4, 3, 32, 32))

@@ -23,7 +23,7 @@ date get a bi-temporal version here:
 * :class:`BitemporalExchangeTime` swaps A and B (the change label of a
   symmetric "changed/unchanged" task is the same).
 * :class:`PackBitemporalInputs` packs the ``(2C, H, W)`` pair for
-  :class:`~rsvheat_mm.models.cd_data_preprocessor.BitemporalDataPreProcessor`.
+  :class:`~rsvheat_mm.models.data_preprocessors.bitemporal_cd.BitemporalDataPreProcessor`.
 """
 import copy
 from typing import Optional, Sequence

@@ -24,7 +24,8 @@ order that frees each buffer when used:
 * the correction learner and depth-wise conv (element-wise + a 3x3
   depth-wise conv) are rerun from ``x`` for the in-projection's weight
   gradient;
-* the MLP hidden ``h = fc1(x1)`` is recomputed (one GEMM) instead of keeping
+* the MLP hidden ``h = fc1(x1)`` is recomputed (one GEMM, in bands of rows
+  like the forward's, so no whole-map 4C-wide temporary exists) instead of keeping
   the 4C-wide ``h`` and ``GELU(h)`` (8 B);
 * the residual stream ``x1 = x + gamma1 * LN(o)`` is rebuilt element-wise.
 
@@ -139,6 +140,88 @@ def _sum_to(g: Tensor, like: Tensor) -> Tensor:
     return g.sum(dims).reshape(like.shape) if dims else g.reshape(like.shape)
 
 
+#: The MLP's 4C-wide hidden activations are made in bands of rows of at most
+#: this many bytes: whole-map 4C temporaries between the blocks' saved
+#: tensors fragment the heap (CPU) or the caching allocator (CUDA), which
+#: then holds far more than the live tensors (docs/benchmark.md).
+MLP_CHUNK_BYTES = 16 << 20
+
+
+def _mlp_rows(x: Tensor, hidden: int) -> int:
+    """Rows of the flattened ``(N, C)`` map per band of the MLP."""
+    return max(1, MLP_CHUNK_BYTES // (hidden * x.element_size()))
+
+
+def _mlp_forward(p2: Tensor, w) -> Tensor:
+    """``fc2(GELU(fc1(p2)))``, the hidden made band by band."""
+    flat = _flat(p2)
+    rows = _mlp_rows(flat, w['fc1_w'].shape[0])
+    if flat.shape[0] <= rows:
+        h = torch.nn.functional.gelu(_linear(flat, w['fc1_w'], w['fc1_b']))
+        return _linear(h, w['fc2_w'], w['fc2_b']).view(p2.shape[:-1] + (-1, ))
+    out = None
+    for r in range(0, flat.shape[0], rows):
+        h = torch.nn.functional.gelu(_linear(flat[r:r + rows], w['fc1_w'], w['fc1_b']))
+        part = _linear(h, w['fc2_w'], w['fc2_b'])
+        del h
+        if out is None:
+            out = part.new_empty((flat.shape[0], part.shape[1]))
+        out[r:r + rows] = part
+    return out.view(p2.shape[:-1] + (-1, ))
+
+
+def _mlp_backward(grads: dict, w, p2: Tensor, g_m: Tensor, g2: Optional[Tensor],
+                  mask2: Optional[Tensor]) -> Tensor:
+    """Gradients of ``m = fc2(GELU(fc1(p2)))`` band by band: the hidden is
+    recomputed per band, the weight gradients summed over the bands (in
+    float32). ``g2`` (pre-norm blocks with a layer scale): ``dL/dx2``, for the
+    layer scale's gradient ``sum(g2 * m * mask2)``. Returns ``dL/dp2``."""
+    flat, g_flat = _flat(p2), _flat(g_m)
+    n, c = flat.shape
+    rows = _mlp_rows(flat, w['fc1_w'].shape[0])
+    g2_flat = None if g2 is None else _flat(g2)
+    mask_rows = None
+    if g2 is not None and mask2 is not None:  # (B, 1, 1, 1) -> one factor per row
+        mask_rows = mask2.reshape(-1, 1).repeat_interleave(n // mask2.shape[0], 0)
+    sums = dict.fromkeys(('fc2_w', 'fc2_b', 'fc1_w', 'fc1_b', 'gamma2'))
+    g_p2 = None
+
+    def add(name, value):
+        value = value.float() if n > rows else value
+        sums[name] = value if sums[name] is None else sums[name] + value
+
+    for r in range(0, n, rows):
+        x_r, g_r = flat[r:r + rows], g_flat[r:r + rows]
+        hpre = _linear(x_r, w['fc1_w'], w['fc1_b'])
+        h = torch.nn.functional.gelu(hpre)
+        if g2_flat is not None:
+            mm = _linear(h, w['fc2_w'], w['fc2_b'])
+            if mask_rows is not None:
+                mm = mm * mask_rows[r:r + rows]
+            add('gamma2', (g2_flat[r:r + rows] * mm).sum(0))
+            del mm
+        add('fc2_w', g_r.t().mm(h.to(g_r.dtype)))
+        add('fc2_b', g_r.sum(0))
+        g_h = _linear(g_r, w['fc2_w'].t(), None)
+        del h
+        g_h = aten.gelu_backward(g_h, hpre)
+        del hpre
+        add('fc1_w', g_h.t().mm(x_r.to(g_h.dtype)))
+        add('fc1_b', g_h.sum(0))
+        part = _linear(g_h, w['fc1_w'].t(), None)
+        del g_h
+        if n <= rows:
+            g_p2 = part
+        else:
+            if g_p2 is None:
+                g_p2 = part.new_empty((n, c))
+            g_p2[r:r + rows] = part
+    for name, value in sums.items():
+        if value is not None:
+            grads[name] = value.reshape(w[name].shape) if name == 'gamma2' else value
+    return g_p2.view(p2.shape)
+
+
 class _FusedBlock(torch.autograd.Function):
 
     @staticmethod
@@ -169,10 +252,8 @@ class _FusedBlock(torch.autograd.Function):
         del y1
         # -- MLP branch
         p2 = x1 if post else _ln(x1, w['b2_w'], w['b2_b'], cfg.eps['b2'])[0]
-        h = torch.nn.functional.gelu(_linear(p2, w['fc1_w'], w['fc1_b']))
+        m = _mlp_forward(p2, w)
         del p2
-        m = _linear(h, w['fc2_w'], w['fc2_b'])
-        del h
         y2 = _ln(m, w['b2_w'], w['b2_b'], cfg.eps['b2'])[0] if post else m
         s2 = _scale(mask2, w['gamma2'])
         x2 = residual_add(x1, y2, s2)
@@ -218,22 +299,9 @@ class _FusedBlock(torch.autograd.Function):
         else:
             p2, mean2, rstd2 = _ln(x1, w['b2_w'], w['b2_b'], cfg.eps['b2'])
             g_m = g2 if s2 is None else g2 * s2
-        hpre = _linear(p2, w['fc1_w'], w['fc1_b'])
-        h = torch.nn.functional.gelu(hpre)
-        if not post and w['gamma2'] is not None:
-            mm = _linear(h, w['fc2_w'], w['fc2_b'])
-            grads['gamma2'] = _sum_to(g2 * (mm if mask2 is None else mm * mask2), w['gamma2'])
-            del mm
-        grads['fc2_w'] = _flat(g_m).t().mm(_flat(h).to(g_m.dtype))
-        grads['fc2_b'] = _flat(g_m).sum(0)
-        g_h = _linear(g_m, w['fc2_w'].t(), None)
-        del h, g_m
-        g_h = aten.gelu_backward(g_h, hpre)
-        del hpre
-        grads['fc1_w'] = _flat(g_h).t().mm(_flat(p2).to(g_h.dtype))
-        grads['fc1_b'] = _flat(g_h).sum(0)
-        g_p2 = _linear(g_h, w['fc1_w'].t(), None)
-        del g_h
+        g_p2 = _mlp_backward(grads, w, p2, g_m,
+                             g2 if not post and w['gamma2'] is not None else None, mask2)
+        del g_m
         if post:
             g_x1 = g2 + g_p2
         else:

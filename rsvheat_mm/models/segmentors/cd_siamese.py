@@ -15,7 +15,7 @@ class CDSiameseEncoderDecoder(EncoderDecoder):
 
     The input is the stacked pair ``(B, 2C, H, W)`` (date A first) produced by
     :class:`~rsvheat_mm.datasets.transforms.bitemporal.PackBitemporalInputs`
-    and :class:`~rsvheat_mm.models.cd_data_preprocessor.BitemporalDataPreProcessor`.
+    and :class:`~rsvheat_mm.models.data_preprocessors.bitemporal_cd.BitemporalDataPreProcessor`.
     Both dates go through the **same** backbone in one batch of ``2B`` (the
     RS-vHeat backbone has no batch statistics, so this equals two separate
     passes), the fusion neck (e.g. :class:`~rsvheat_mm.models.necks.CDFusionNeck`)

@@ -3,7 +3,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
-from rsvheat_mm.models.seg_data_preprocessor import MultiBandSegDataPreProcessor
+from rsvheat_mm.models.data_preprocessors.multiband_seg import MultiBandSegDataPreProcessor
 from rsvheat_mm.registry import MODELS
 
 

@@ -1,1 +1,0 @@
-# Toolbox-free modules of this package are imported here (one line each).
