@@ -16,11 +16,11 @@ PYTEST_ARGS ?=
 install:
 	@RSVHEAT_VENV=$(abspath $(VENV)) bash scripts/install.sh
 
-## The main job on the bundled real samples (CPU is fine, ~10 min).
+## The main job on the bundled real samples (CPU is fine, 3-6 min on 2 cores).
 demo: install
 	$(PY) tools/demo.py
 
-## The whole test suite (~15 min on 2 CPU cores).
+## The whole test suite (~12 min on 2 CPU cores).
 test: install
 	$(PY) -m pytest tests -v -ra $(PYTEST_ARGS)
 
