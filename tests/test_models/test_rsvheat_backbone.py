@@ -223,12 +223,12 @@ def test_bad_arguments_name_the_field():
 
 
 def test_chunked_inference_mlp_equals_full(monkeypatch):
-    from rsvheat_mm.models.layers import RSVHeatMlp
+    from rsvheat_mm.models.layers import block_autograd
     model = build().eval()
     x = torch.randn(1, 3, 96, 80)
     with torch.enable_grad():  # grad mode runs the MLP in one piece
         ref = model(x)
-    monkeypatch.setattr(RSVHeatMlp, 'chunk_bytes', 4096)  # force many chunks
+    monkeypatch.setattr(block_autograd, 'MLP_CHUNK_BYTES', 4096)  # force many chunks
     with torch.no_grad():
         out = model(x)
     for r, o in zip(ref, out):

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from .heat_conduction import dct2d, idct2d
 
-__all__ = ['fused_block', 'BlockConfig', 'residual_add']
+__all__ = ['fused_block', 'BlockConfig', 'residual_add', 'mlp_in_bands']
 
 aten = torch.ops.aten
 
@@ -141,9 +141,8 @@ def _sum_to(g: Tensor, like: Tensor) -> Tensor:
 
 
 #: The MLP's 4C-wide hidden activations are made in bands of rows of at most
-#: this many bytes: whole-map 4C temporaries between the blocks' saved
-#: tensors fragment the heap (CPU) or the caching allocator (CUDA), which
-#: then holds far more than the live tensors (docs/benchmark.md).
+#: this many bytes (inference and the fused training step alike), so no
+#: whole-map 4C-wide temporary exists: it lowers the step's tensor peak.
 MLP_CHUNK_BYTES = 16 << 20
 
 
@@ -152,22 +151,28 @@ def _mlp_rows(x: Tensor, hidden: int) -> int:
     return max(1, MLP_CHUNK_BYTES // (hidden * x.element_size()))
 
 
-def _mlp_forward(p2: Tensor, w) -> Tensor:
-    """``fc2(GELU(fc1(p2)))``, the hidden made band by band."""
-    flat = _flat(p2)
-    rows = _mlp_rows(flat, w['fc1_w'].shape[0])
+def mlp_in_bands(x: Tensor, hidden: int, mlp: Callable[[Tensor], Tensor]) -> Tensor:
+    """``mlp(x)`` for a per-pixel MLP with ``hidden`` channels, run on bands
+    of rows of the flattened map (:data:`MLP_CHUNK_BYTES`) into one output."""
+    flat = _flat(x)
+    rows = _mlp_rows(flat, hidden)
     if flat.shape[0] <= rows:
-        h = torch.nn.functional.gelu(_linear(flat, w['fc1_w'], w['fc1_b']))
-        return _linear(h, w['fc2_w'], w['fc2_b']).view(p2.shape[:-1] + (-1, ))
+        return mlp(flat).view(x.shape[:-1] + (-1, ))
     out = None
     for r in range(0, flat.shape[0], rows):
-        h = torch.nn.functional.gelu(_linear(flat[r:r + rows], w['fc1_w'], w['fc1_b']))
-        part = _linear(h, w['fc2_w'], w['fc2_b'])
-        del h
+        part = mlp(flat[r:r + rows])
         if out is None:
             out = part.new_empty((flat.shape[0], part.shape[1]))
         out[r:r + rows] = part
-    return out.view(p2.shape[:-1] + (-1, ))
+    return out.view(x.shape[:-1] + (-1, ))
+
+
+def _mlp_forward(p2: Tensor, w) -> Tensor:
+    """``fc2(GELU(fc1(p2)))``, the hidden made band by band."""
+    def mlp(t):
+        return _linear(torch.nn.functional.gelu(_linear(t, w['fc1_w'], w['fc1_b'])),
+                       w['fc2_w'], w['fc2_b'])
+    return mlp_in_bands(p2, w['fc1_w'].shape[0], mlp)
 
 
 def _mlp_backward(grads: dict, w, p2: Tensor, g_m: Tensor, g2: Optional[Tensor],

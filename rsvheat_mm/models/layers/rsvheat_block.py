@@ -19,7 +19,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from .block_autograd import BlockConfig, fused_block, residual_add
+from .block_autograd import BlockConfig, fused_block, mlp_in_bands, residual_add
 from .embedding import resize_embedding
 from .fused_ops import linear
 from .hco_layer import HeatConduction2d, band_rows, hooks_registered, lean_inference
@@ -107,14 +107,11 @@ class RSVHeatDownsample(BaseModule):
 class RSVHeatMlp(BaseModule):
     """Per-pixel MLP C -> 4C -> C (the 1x1 convs of the paper as Linears).
 
-    In inference on large maps the MLP runs on bands of rows, so the 4C-wide
-    hidden activations (the largest tensors of a block) never exist for the
-    whole map at once; the output is the same full tensor.
+    In inference the MLP runs on bands of rows (:func:`~.block_autograd.mlp_in_bands`,
+    as the fused training step does), so the 4C-wide hidden activations (the
+    largest tensors of a block) never exist for the whole map at once; the
+    output is the same full tensor.
     """
-
-    #: Largest hidden activation (bytes) built at once in inference (16 MiB:
-    #: e.g. 32 rows of a 256 px wide, C=128 map).
-    chunk_bytes = 16 << 20
 
     def __init__(self, dims: int, hidden_dims: int, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
@@ -127,14 +124,9 @@ class RSVHeatMlp(BaseModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``(B, H, W, C)``."""
-        row_bytes = x.shape[0] * x.shape[2] * self.fc1.out_features * x.element_size()
-        if not lean_inference() or x.dim() != 4 or row_bytes * x.shape[1] <= self.chunk_bytes:
+        if not lean_inference() or not x.is_contiguous():
             return self._mlp(x)
-        rows = max(1, self.chunk_bytes // row_bytes)
-        out = x.new_empty(x.shape[:-1] + (self.fc2.out_features, ))
-        for r in range(0, x.shape[1], rows):
-            out[:, r:r + rows] = self._mlp(x[:, r:r + rows])
-        return out
+        return mlp_in_bands(x, self.fc1.out_features, self._mlp)
 
 
 class RSVHeatBlock(BaseModule):
