@@ -3,6 +3,7 @@ hooks and FLOP counters that see the truth (issue 14)."""
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from rsvheat_mm.models.backbones import RSVHeat
 from rsvheat_mm.models.layers import HEAT_CACHE, ResolutionCache
@@ -283,3 +284,71 @@ def test_bf16_autocast_inference_keeps_an_fp32_residual_stream():
     for r, a, b in zip(ref, lean, observed):
         torch.testing.assert_close(a.float(), b.float(), atol=1e-2, rtol=1e-2)
         assert (a.float() - r).norm() / r.norm() < 3e-2
+
+
+def _bf16_reference_kernel(calls):
+    """oneDNN's fused linear by its definition (bias and GELU applied to the
+    float32 accumulator, output rounded to bf16), recording its calls."""
+    def kernel(x, w, b, gelu):
+        assert x.dtype == w.dtype == torch.bfloat16
+        assert b is None or b.dtype == torch.bfloat16
+        calls.append('gelu' if gelu else 'linear')
+        y = F.linear(x.float(), w.float(), None if b is None else b.float())
+        return (F.gelu(y) if gelu else y).bfloat16()
+    return kernel
+
+
+def test_bf16_autocast_inference_fuses_bias_and_gelu(monkeypatch):
+    """Where oneDNN has native bf16, lean inference under CPU bf16 autocast
+    runs the per-pixel linears as fused bf16 kernels (bias and GELU in the
+    GEMM's epilogue), as fp32 inference does, instead of bf16 GEMMs plus a
+    bias pass and a GELU pass over the 4C-wide hidden. The kernel is
+    replaced by its definition here, so the test runs on CPUs without bf16;
+    test_bf16_fused_kernel_matches_autocast checks the real one."""
+    from rsvheat_mm.models.layers import fused_ops
+    model = _model(cache_mb=0)
+    x = torch.randn(1, 3, 96, 128)
+    monkeypatch.setattr(fused_ops, 'ONEDNN_BF16', False)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            plain = model(x)
+    calls = []
+    monkeypatch.setattr(fused_ops, 'ONEDNN_BF16', True)
+    monkeypatch.setattr(fused_ops, '_fused_linear', _bf16_reference_kernel(calls))
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        fused = model(x)
+    blocks = sum(TINY['depths'])
+    # per block: fc1 with GELU, fc2, the in-projection's two halves, the out-projection
+    assert calls.count('gelu') >= blocks and calls.count('linear') >= 4 * blocks
+    for r, p, f in zip(ref, plain, fused):
+        assert p.dtype == f.dtype
+        torch.testing.assert_close(f.float(), p.float(), atol=2e-2, rtol=2e-2)
+        assert (f.float() - r).norm() / r.norm() < 3e-2
+    # autograd and fp16 autocast keep the plain ops, fp32 its fp32 kernel
+    calls.clear()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.float16):
+        model(x[..., :64, :64])
+    assert calls == []
+    a, w = torch.randn(4, 8), torch.randn(3, 8, requires_grad=True)
+    assert fused_ops.fused_dtype(a, w.detach()) == torch.float32
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert fused_ops.fused_dtype(a, w) is None
+        assert fused_ops.fused_dtype(a, w.detach()) == torch.bfloat16
+    with torch.autocast('cpu', dtype=torch.float16):
+        assert fused_ops.fused_dtype(a, w.detach()) is None
+
+
+@pytest.mark.skipif(not __import__('rsvheat_mm.models.layers.fused_ops', fromlist=['x'])
+                    .ONEDNN_BF16, reason='needs a CPU on which oneDNN runs bf16 natively')
+def test_bf16_fused_kernel_matches_autocast():
+    """The real oneDNN bf16 kernel agrees with autocast's linear + GELU."""
+    from rsvheat_mm.models.layers.fused_ops import linear
+    x, w, b = torch.randn(300, 64), torch.randn(256, 64) * 0.1, torch.randn(256)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        for act in (None, 'gelu'):
+            got = linear(x, w, b, act)
+            want = F.linear(x, w, b)
+            want = F.gelu(want) if act else want
+            assert got.dtype == want.dtype == torch.bfloat16
+            torch.testing.assert_close(got.float(), want.float(), atol=3e-2, rtol=2e-2)

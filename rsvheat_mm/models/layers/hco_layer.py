@@ -29,7 +29,7 @@ from torch.nn.modules import module as nn_module
 from torch.utils.module_tracker import ModuleTracker
 
 from .embedding import GridRows, resize_embedding
-from .fused_ops import capturing_graph, linear
+from .fused_ops import capturing_graph, fused_dtype, linear
 from .heat_conduction import heat_conduction, heat_decay, heat_frequencies, transform_
 from .resolution_cache import ResolutionCache
 
@@ -235,8 +235,8 @@ class HeatConduction2d(BaseModule):
         :func:`hooks_registered`): the same maths with at most three
         ``C x H x W`` buffers alive besides the input. ``z`` is written into
         the depth-wise conv's output band by band once ``u`` is computed, the
-        DCTs run in place where pocketfft does them, the gate's LayerNorm
-        and the SCE addition run band by band, and ``decay``/``sce`` may be
+        DCTs run in place where pocketfft does them, the correction learner
+        and the gate's LayerNorm run band by band, and ``decay``/``sce`` may be
         row sources (:class:`DecayRows`, :class:`~.embedding.GridRows`) that
         never exist whole. Nothing here is visible to anyone: no hook is
         registered, and every reused buffer is this call's own."""
@@ -245,11 +245,19 @@ class HeatConduction2d(BaseModule):
         h = x.shape[1]
         step = band_rows(x[0, 0].numel() * 4)
         bands = [(r, min(r + step, h)) for r in range(0, h, step)]
-        if self.use_sce:
+        dev = x.device.type
+        if self.use_sce and torch.is_autocast_enabled(dev):
+            # LN(ReLU(x + SCE)) band by band into the dtype the conv runs in:
+            # the float32 norm output and autocast's copy of it never exist whole
+            t = torch.empty_like(x, dtype=torch.get_autocast_dtype(dev))
+            for r0, r1 in bands:
+                t[:, r0:r1] = self.norm1(F.relu_(x[:, r0:r1] + sce.rows(r0, r1).to(x.dtype)))
+        elif self.use_sce:
             t = torch.empty_like(x)
             for r0, r1 in bands:
                 torch.add(x[:, r0:r1], sce.rows(r0, r1).to(x.dtype), out=t[:, r0:r1])
             t = self.norm1(F.relu_(t))
+        if self.use_sce:
             t = self.dwconv(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         else:
             t = self._mix(x, None)
@@ -257,8 +265,12 @@ class HeatConduction2d(BaseModule):
         z = t  # z overwrites t band by band: each band of t is used once more
         del t
         c = self.dims
+        wz, bz = self.linear.weight[c:], self.linear.bias[c:]
+        dtype = fused_dtype(z, wz)
+        if dtype is not None:  # cast once for all bands (no-op in fp32)
+            wz, bz = wz.to(dtype), bz.to(dtype)
         for r0, r1 in bands:
-            z[:, r0:r1] = linear(z[:, r0:r1], self.linear.weight[c:], self.linear.bias[c:])
+            z[:, r0:r1] = linear(z[:, r0:r1], wz, bz)
         spec = transform_(u, True, self.dct_impl)
         del u
         for r0, r1 in bands:

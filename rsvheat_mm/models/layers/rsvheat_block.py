@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .block_autograd import BlockConfig, fused_block, mlp_in_bands, residual_add
 from .embedding import resize_embedding
-from .fused_ops import linear
+from .fused_ops import fused_dtype, linear
 from .hco_layer import HeatConduction2d, band_rows, hooks_registered, lean_inference
 from .heat_conduction import heat_decay
 
@@ -118,15 +118,18 @@ class RSVHeatMlp(BaseModule):
         self.fc1 = nn.Linear(dims, hidden_dims)
         self.fc2 = nn.Linear(hidden_dims, dims)
 
-    def _mlp(self, x: Tensor) -> Tensor:
-        h = linear(x, self.fc1.weight, self.fc1.bias, activation='gelu')
-        return linear(h, self.fc2.weight, self.fc2.bias)
+    def _mlp(self, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+        return linear(linear(x, w1, b1, activation='gelu'), w2, b2)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x``: ``(B, H, W, C)``."""
+        params = (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
         if not lean_inference() or not x.is_contiguous():
-            return self._mlp(x)
-        return mlp_in_bands(x, self.fc1.out_features, self._mlp)
+            return self._mlp(x, *params)
+        dtype = fused_dtype(x, self.fc1.weight)
+        if dtype is not None:  # cast once for all bands (no-op in fp32)
+            params = tuple(p.to(dtype) for p in params)
+        return mlp_in_bands(x, self.fc1.out_features, lambda t: self._mlp(t, *params))
 
 
 class RSVHeatBlock(BaseModule):
