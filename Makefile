@@ -20,7 +20,7 @@ install:
 demo: install
 	$(PY) tools/demo.py
 
-## The whole test suite (~12 min on 2 CPU cores).
+## The whole test suite (12-28 min on 2 CPU cores, by CPU kind).
 test: install
 	$(PY) -m pytest tests -v -ra $(PYTEST_ARGS)
 
