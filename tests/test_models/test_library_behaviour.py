@@ -306,7 +306,9 @@ def test_bf16_autocast_inference_fuses_bias_and_gelu(monkeypatch):
     replaced by its definition here, so the test runs on CPUs without bf16;
     test_bf16_fused_kernel_matches_autocast checks the real one."""
     from rsvheat_mm.models.layers import fused_ops
-    model = _model(cache_mb=0)
+    # no layer scale: with gamma = 1e-5 the branches (and any kernel error)
+    # would hardly reach the outputs
+    model = _model(cache_mb=0, layer_scale_init_value=None)
     x = torch.randn(1, 3, 96, 128)
     monkeypatch.setattr(fused_ops, 'ONEDNN_BF16', False)
     with torch.no_grad():
@@ -323,8 +325,10 @@ def test_bf16_autocast_inference_fuses_bias_and_gelu(monkeypatch):
     assert calls.count('gelu') >= blocks and calls.count('linear') >= 4 * blocks
     for r, p, f in zip(ref, plain, fused):
         assert p.dtype == f.dtype
-        torch.testing.assert_close(f.float(), p.float(), atol=2e-2, rtol=2e-2)
-        assert (f.float() - r).norm() / r.norm() < 3e-2
+        # norms, not elements: robust to which kernel rounded last; a kernel
+        # that dropped its GELU is off by 0.09-0.6 here
+        assert (f.float() - p.float()).norm() / p.float().norm() < 1e-2
+        assert (f.float() - r).norm() / r.norm() < (p.float() - r).norm() / r.norm() + 1e-2
     # autograd and fp16 autocast keep the plain ops, fp32 its fp32 kernel
     calls.clear()
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.float16):
