@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['linear', 'fused_dtype', 'onednn_linear_available', 'onednn_bf16_native',
+__all__ = ['linear', 'fused_dtype', 'operands_for', 'onednn_linear_available', 'onednn_bf16_native',
            'capturing_graph', 'dispatch_mode_active']
 
 
@@ -78,6 +78,14 @@ def fused_dtype(x: Tensor, weight: Tensor) -> Optional[torch.dtype]:
     if x.dtype == torch.float32 and weight.dtype == torch.float32:
         return torch.float32
     return None
+
+
+def operands_for(x: Tensor, *params: Tensor) -> tuple:
+    """``params`` (a linear's weight first) in the dtype :func:`linear` runs
+    them in for input ``x``: cast once before a loop over bands instead of in
+    every call (unchanged in fp32 and for the plain ops)."""
+    dtype = fused_dtype(x, params[0])
+    return params if dtype is None else tuple(p.to(dtype) for p in params)
 
 
 def _use_onednn(x: Tensor, weight: Tensor) -> bool:

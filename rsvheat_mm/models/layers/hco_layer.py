@@ -29,7 +29,7 @@ from torch.nn.modules import module as nn_module
 from torch.utils.module_tracker import ModuleTracker
 
 from .embedding import GridRows, resize_embedding
-from .fused_ops import capturing_graph, fused_dtype, linear
+from .fused_ops import capturing_graph, linear, operands_for
 from .heat_conduction import heat_conduction, heat_decay, heat_frequencies, transform_
 from .resolution_cache import ResolutionCache
 
@@ -246,29 +246,26 @@ class HeatConduction2d(BaseModule):
         step = band_rows(x[0, 0].numel() * 4)
         bands = [(r, min(r + step, h)) for r in range(0, h, step)]
         dev = x.device.type
-        if self.use_sce and torch.is_autocast_enabled(dev):
+        if not self.use_sce:
+            t = self._mix(x, None)
+        elif torch.is_autocast_enabled(dev):
             # LN(ReLU(x + SCE)) band by band into the dtype the conv runs in:
             # the float32 norm output and autocast's copy of it never exist whole
             t = torch.empty_like(x, dtype=torch.get_autocast_dtype(dev))
             for r0, r1 in bands:
                 t[:, r0:r1] = self.norm1(F.relu_(x[:, r0:r1] + sce.rows(r0, r1).to(x.dtype)))
-        elif self.use_sce:
+            t = self.dwconv(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        else:
             t = torch.empty_like(x)
             for r0, r1 in bands:
                 torch.add(x[:, r0:r1], sce.rows(r0, r1).to(x.dtype), out=t[:, r0:r1])
             t = self.norm1(F.relu_(t))
-        if self.use_sce:
             t = self.dwconv(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        else:
-            t = self._mix(x, None)
         u = self._in_proj(t, 0)
         z = t  # z overwrites t band by band: each band of t is used once more
         del t
         c = self.dims
-        wz, bz = self.linear.weight[c:], self.linear.bias[c:]
-        dtype = fused_dtype(z, wz)
-        if dtype is not None:  # cast once for all bands (no-op in fp32)
-            wz, bz = wz.to(dtype), bz.to(dtype)
+        wz, bz = operands_for(z, self.linear.weight[c:], self.linear.bias[c:])
         for r0, r1 in bands:
             z[:, r0:r1] = linear(z[:, r0:r1], wz, bz)
         spec = transform_(u, True, self.dct_impl)

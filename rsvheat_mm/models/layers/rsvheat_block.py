@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .block_autograd import BlockConfig, fused_block, mlp_in_bands, residual_add
 from .embedding import resize_embedding
-from .fused_ops import fused_dtype, linear
+from .fused_ops import linear, operands_for
 from .hco_layer import HeatConduction2d, band_rows, hooks_registered, lean_inference
 from .heat_conduction import heat_decay
 
@@ -126,9 +126,7 @@ class RSVHeatMlp(BaseModule):
         params = (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
         if not lean_inference() or not x.is_contiguous():
             return self._mlp(x, *params)
-        dtype = fused_dtype(x, self.fc1.weight)
-        if dtype is not None:  # cast once for all bands (no-op in fp32)
-            params = tuple(p.to(dtype) for p in params)
+        params = operands_for(x, *params)
         return mlp_in_bands(x, self.fc1.out_features, lambda t: self._mlp(t, *params))
 
 
